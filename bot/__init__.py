@@ -1,0 +1,1 @@
+"""ltx-discord-bot: generate LTX-2.3 clips from Discord."""

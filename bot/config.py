@@ -1,0 +1,170 @@
+"""Settings: the one place every environment variable is read (also from `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderName = Literal["bytecompute", "leonardo", "simulator"]
+
+DISCORD_API_DEFAULT = "https://discord.com/api/v10"
+BYTECOMPUTE_DEFAULT = "https://us-01.bytecompute.ai"
+LEONARDO_DEFAULT = "https://cloud.leonardo.ai/api/rest"
+
+
+class ConfigError(Exception):
+    """A missing or malformed setting; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot. Names are the fixed interface in DESIGN.md."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    discord_token: SecretStr | None = Field(default=None, validation_alias="DISCORD_TOKEN")
+    discord_api_base_url: str = Field(
+        default=DISCORD_API_DEFAULT, validation_alias="DISCORD_API_BASE_URL"
+    )
+    database_url: str = Field(default="sqlite:///data/bot.db", validation_alias="DATABASE_URL")
+
+    bytecompute_api_key: SecretStr | None = Field(
+        default=None, validation_alias="BYTECOMPUTE_API_KEY"
+    )
+    bytecompute_base_url: str = Field(
+        default=BYTECOMPUTE_DEFAULT, validation_alias="BYTECOMPUTE_BASE_URL"
+    )
+    leonardo_api_key: SecretStr | None = Field(default=None, validation_alias="LEONARDO_API_KEY")
+    leonardo_base_url: str = Field(default=LEONARDO_DEFAULT, validation_alias="LEONARDO_BASE_URL")
+
+    default_provider: ProviderName | None = Field(default=None, validation_alias="DEFAULT_PROVIDER")
+    simulator_enabled: bool | None = Field(default=None, validation_alias="SIMULATOR_ENABLED")
+    quota_seconds_per_day: int = Field(
+        default=60, ge=0, le=86_400, validation_alias="QUOTA_SECONDS_PER_DAY"
+    )
+    dev_guild_id: int | None = Field(default=None, validation_alias="DEV_GUILD_ID")
+
+    # Tuning knobs (not part of the fixed interface; sensible defaults).
+    simulator_delay_seconds: float = Field(
+        default=3.0, ge=0, le=3600, validation_alias="SIMULATOR_DELAY_SECONDS"
+    )
+    max_active_jobs_per_member: int = Field(
+        default=2, ge=1, le=50, validation_alias="MAX_ACTIVE_JOBS_PER_MEMBER"
+    )
+    provider_requests_per_second: float = Field(
+        default=5.0, gt=0, le=1000, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
+    )
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+    @field_validator("discord_token", "bytecompute_api_key", "leonardo_api_key", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("dev_guild_id", "default_provider", "simulator_enabled", mode="before")
+    @classmethod
+    def _blank_optional(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator(
+        "discord_api_base_url", "bytecompute_base_url", "leonardo_base_url", mode="after"
+    )
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _sqlite_url(cls, value: str) -> str:
+        if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
+            raise ValueError("must look like sqlite:///path/to/file.db")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_consistency(self) -> Settings:
+        if self.default_provider is not None and self.default_provider not in self.providers:
+            raise ValueError(
+                f"DEFAULT_PROVIDER={self.default_provider} is not configured "
+                f"(configured: {', '.join(self.providers)})"
+            )
+        return self
+
+    # ----- derived values -------------------------------------------------------------
+
+    @property
+    def simulator_on(self) -> bool:
+        if self.simulator_enabled is not None:
+            return self.simulator_enabled
+        return self.bytecompute_api_key is None and self.leonardo_api_key is None
+
+    @property
+    def providers(self) -> list[str]:
+        """Configured providers, in preference order."""
+        names: list[str] = []
+        if self.bytecompute_api_key is not None:
+            names.append("bytecompute")
+        if self.leonardo_api_key is not None:
+            names.append("leonardo")
+        if self.simulator_on:
+            names.append("simulator")
+        return names
+
+    @property
+    def effective_default_provider(self) -> str:
+        if self.default_provider is not None:
+            return self.default_provider
+        return self.providers[0] if self.providers else "simulator"
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+    @property
+    def data_dir(self) -> Path:
+        """Where job inputs and temporary clips live: beside the database."""
+        return self.database_path.parent
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for log scrubbing."""
+        out = []
+        for secret in (self.discord_token, self.bytecompute_api_key, self.leonardo_api_key):
+            if secret is not None and secret.get_secret_value():
+                out.append(secret.get_secret_value())
+        return out
+
+
+_FIELD_ENV = {
+    name: str(field.validation_alias)
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.validation_alias, str)
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning a validation error into one readable ConfigError line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = err.get("loc") or ()
+            key = str(loc[0]) if loc else ""
+            env = _FIELD_ENV.get(key, key.upper() or "configuration")
+            msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            parts.append(f"{env}: {msg}")
+        raise ConfigError("invalid configuration: " + "; ".join(parts)) from None

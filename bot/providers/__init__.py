@@ -1,0 +1,1 @@
+"""Video providers: ByteCompute, Leonardo.AI and the offline simulator."""

@@ -1,0 +1,324 @@
+"""The provider contract: request/result models, limits, typed errors, the protocol.
+
+Flow: a cog or the CLI builds a `VideoRequest` (what the member asked for), the chosen
+provider's `negotiate()` turns it into a `NegotiatedRequest` (what will really be made,
+with every change listed as an `Adjustment` and the cost), the tracker calls `submit()`
+with it, then `status()` until done, then `download()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_PROMPT_CHARS = 5000
+
+
+class Mode(StrEnum):
+    TEXT = "text-to-video"
+    IMAGE = "image-to-video"
+    FRAMES = "frame-to-video"
+
+
+class InputImage(BaseModel):
+    """An input image already downloaded and checked (see bot/media.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    mime: str  # image/png, image/jpeg or image/webp
+    width: int
+    height: int
+    sha256: str
+    filename: str = "image.png"
+
+    @property
+    def extension(self) -> str:
+        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(
+            self.mime, "png"
+        )
+
+    @classmethod
+    def sha256_of(cls, path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 16), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+class VideoRequest(BaseModel):
+    """What the member asked for. Optional fields mean "provider default"."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    provider: str
+    image: InputImage | None = None
+    first_frame: InputImage | None = None
+    last_frame: InputImage | None = None
+    duration: int | None = Field(default=None, ge=1, le=60)
+    resolution: str | None = None  # "WIDTHxHEIGHT"
+    aspect_ratio: str | None = None  # "16:9", ...
+    fps: int | None = Field(default=None, ge=1, le=120)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    audio: bool = True
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _trim(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _resolution(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            parsed = parse_resolution(value)
+            if parsed is None:
+                raise ValueError("resolution must look like 1280x720 (WIDTHxHEIGHT)")
+            return f"{parsed[0]}x{parsed[1]}"
+        return value
+
+    @model_validator(mode="after")
+    def _mode_inputs(self) -> VideoRequest:
+        if self.image is not None and (self.first_frame or self.last_frame):
+            raise ValueError(
+                "use either `image` (image-to-video) or `first_frame`/`last_frame` "
+                "(frame-to-video), not both"
+            )
+        if self.last_frame is not None and self.first_frame is None:
+            raise ValueError("`last_frame` needs a `first_frame` too")
+        return self
+
+    @property
+    def mode(self) -> Mode:
+        if self.image is not None:
+            return Mode.IMAGE
+        if self.first_frame is not None:
+            return Mode.FRAMES
+        return Mode.TEXT
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        return parse_resolution(self.resolution) if self.resolution else None
+
+    def images(self) -> dict[str, InputImage]:
+        out = {}
+        for name in ("image", "first_frame", "last_frame"):
+            img = getattr(self, name)
+            if img is not None:
+                out[name] = img
+        return out
+
+
+def parse_resolution(text: str) -> tuple[int, int] | None:
+    parts = text.lower().replace("×", "x").replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    width, height = int(parts[0]), int(parts[1])
+    if not (16 <= width <= 8192 and 16 <= height <= 8192):
+        return None
+    return width, height
+
+
+class Adjustment(BaseModel):
+    """One change between what was asked and what will be made, in plain words."""
+
+    field: str  # "fps", "duration", "resolution", "aspect_ratio", "seed", "audio", ...
+    requested: Any = None
+    actual: Any = None
+    reason: str = ""
+    source: str = "negotiation"  # "negotiation" (before submit) or "provider" (reported after)
+
+    def describe(self) -> str:
+        text = f"{self.field} {self.requested} → {self.actual}"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+class NegotiatedRequest(BaseModel):
+    """Exactly what will be submitted. Every value is final and provider-valid."""
+
+    prompt: str
+    provider: str
+    model: str
+    mode: Mode
+    duration: int
+    width: int
+    height: int
+    fps: int
+    aspect_ratio: str | None = None
+    seed: int | None = None
+    audio: bool = True
+    image: InputImage | None = None
+    first_frame: InputImage | None = None
+    last_frame: InputImage | None = None
+    adjustments: list[Adjustment] = Field(default_factory=list)
+    cost_usd: float = 0.0
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def resolution(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    def params(self) -> dict[str, Any]:
+        """The settings that go into the job row (no image paths, no prompt)."""
+        return self.model_dump(
+            mode="json", exclude={"prompt", "image", "first_frame", "last_frame", "adjustments"}
+        )
+
+
+class ProviderJob(BaseModel):
+    """A job the provider accepted. `data` is whatever the provider needs to resume it."""
+
+    provider: str
+    job_id: str
+    adjustments: list[Adjustment] = Field(default_factory=list)
+    cost_usd: float | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class JobStatus(BaseModel):
+    state: JobState
+    progress: float | None = None  # 0..1 when known
+    eta_seconds: float | None = None
+    failure_reason: str | None = None
+    result_url: str | None = None
+    adjustments: list[Adjustment] = Field(default_factory=list)
+
+
+class CheckResult(BaseModel):
+    provider: str
+    ok: bool
+    detail: str  # never contains a secret
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """What a provider accepts. `negotiate()` maps any VideoRequest into these."""
+
+    models: tuple[str, ...]
+    default_model: str
+    durations: tuple[int, ...]  # allowed durations in seconds (sorted)
+    default_duration: int
+    fps_options: tuple[int, ...]
+    default_fps: int
+    aspect_ratios: tuple[str, ...]
+    default_aspect_ratio: str
+    # Either an explicit list of (width, height) pairs, or a rule (min edge / max box).
+    sizes: tuple[tuple[int, int], ...] = ()
+    min_edge: int = 0
+    max_width: int = 0
+    max_height: int = 0
+    # Work budget in pixel-frames (width*height*fps*duration); 0 means unbounded.
+    max_pixel_frames: int = 0
+    supports_image: bool = True
+    supports_frames: bool = True
+    supports_seed: bool = True
+    supports_audio_toggle: bool = True
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+    job_expiry: timedelta | None = None
+    requests_per_minute: int = 600
+    max_concurrency: int = 4
+    durations_by_model: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+# ----- errors --------------------------------------------------------------------------
+
+
+class ProviderError(Exception):
+    """Base of every provider error. `str()` is safe to log (never holds a secret)."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+class InvalidRequestError(ProviderError):
+    """The provider refused the request; `message` can be shown to the member."""
+
+
+class AuthenticationError(ProviderError):
+    """Bad or missing credentials/credit. Admin-facing only; never shown to members."""
+
+
+class RateLimitedError(ProviderError):
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class TransientError(ProviderError):
+    """Network trouble, 5xx, malformed body: retry with backoff."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class JobFailedError(ProviderError):
+    """The provider says the job failed; `message` is the reason."""
+
+
+class JobNotFoundError(ProviderError):
+    """The job is unknown or expired at the provider."""
+
+
+class NotReadyError(ProviderError):
+    """Download asked before the job finished (409)."""
+
+    retryable = True
+
+
+# ----- protocol ------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    limits: ProviderLimits
+
+    def negotiate(self, request: VideoRequest) -> NegotiatedRequest:
+        """Normalise a request into one this provider accepts (raises InvalidRequestError)."""
+        ...
+
+    async def submit(self, request: NegotiatedRequest) -> ProviderJob: ...
+
+    async def status(self, job: ProviderJob) -> JobStatus: ...
+
+    async def download(self, job: ProviderJob, dest: Path) -> None:
+        """Stream the finished clip to `dest` (never held whole in memory)."""
+        ...
+
+    async def check(self) -> CheckResult: ...
+
+    async def cancel(self, job: ProviderJob) -> bool:
+        """Cancel at the provider if it can; False when the provider has no cancel."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,30 @@
+"""One place to start background tasks: keeps a reference and logs exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def create_task(coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
+    """Start `coro` as a task that cannot be garbage-collected and whose errors are logged."""
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    _background.add(task)
+    task.add_done_callback(_done)
+    return task
+
+
+def _done(task: asyncio.Task[Any]) -> None:
+    _background.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("background task %s failed", task.get_name(), exc_info=exc)
