@@ -1,0 +1,19 @@
+# Slim, non-root image; the database and job files live on the /data volume.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    DATABASE_URL=sqlite:////data/bot.db
+
+RUN useradd --create-home --uid 10001 bot && mkdir /data && chown bot:bot /data
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY cogs ./cogs
+COPY migrations ./migrations
+# The same install the README uses (without the test extra).
+RUN pip install -e .
+
+USER bot
+VOLUME ["/data"]
+ENTRYPOINT ["ltx-discord-bot"]
+CMD ["run"]

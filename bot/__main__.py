@@ -1,0 +1,234 @@
+"""Command line: `ltx-discord-bot [run|check|migrate|sync|generate]` (same as `python -m bot`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.db import Database, MigrationError, discover_migrations
+from bot.logs import setup_logging
+
+log = logging.getLogger("bot")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+# ----- run / sync ---------------------------------------------------------------------
+
+
+async def _run_bot(settings: Settings) -> None:
+    from bot.client import VideoBot
+
+    assert settings.discord_token is not None
+    bot = VideoBot(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with bot:
+        runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            log.info("shutting down (signal received)")
+        await bot.close()
+        stopper.cancel()
+        if runner in done:
+            runner.result()  # re-raise a login/connection failure
+        else:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+
+async def _sync(settings: Settings) -> int:
+    from bot.client import VideoBot
+
+    assert settings.discord_token is not None
+    bot = VideoBot(settings, auto_sync=False, start_workers=False)
+    async with bot:
+        await bot.login(settings.discord_token.get_secret_value())
+        changed = await bot.sync_commands(force=True)
+        print("slash commands synced" if changed else "slash commands unchanged")
+    return 0
+
+
+def cmd_run(settings: Settings) -> int:
+    if settings.discord_token is None:
+        return _fail("DISCORD_TOKEN is not set; put it in the environment or .env (see README)")
+    import discord
+
+    try:
+        asyncio.run(_run_bot(settings))
+    except discord.LoginFailure:
+        return _fail("Discord refused DISCORD_TOKEN (login failed); check the bot token")
+    except MigrationError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_sync(settings: Settings) -> int:
+    if settings.discord_token is None:
+        return _fail("DISCORD_TOKEN is not set; put it in the environment or .env (see README)")
+    import discord
+
+    try:
+        return asyncio.run(_sync(settings))
+    except discord.LoginFailure:
+        return _fail("Discord refused DISCORD_TOKEN (login failed); check the bot token")
+
+
+# ----- migrate / check ----------------------------------------------------------------
+
+
+async def _migrate(settings: Settings) -> int:
+    db = await Database.open(settings.database_path)
+    try:
+        applied = await db.migrate()
+        version = await db.schema_version()
+    finally:
+        await db.close()
+    print(f"database {settings.database_path}: schema version {version}" +
+          (f" (applied {', '.join(applied)})" if applied else " (up to date)"))
+    return 0
+
+
+def cmd_migrate(settings: Settings) -> int:
+    try:
+        return asyncio.run(_migrate(settings))
+    except MigrationError as exc:
+        return _fail(str(exc))
+
+
+async def _check(settings: Settings) -> int:
+    from bot.providers.registry import build_providers, make_http_client
+
+    rows: list[tuple[str, bool, str]] = [
+        ("config", True, f"providers: {', '.join(settings.providers) or 'none'}; "
+         f"default: {settings.effective_default_provider}"),
+        ("discord token", settings.discord_token is not None,
+         "set" if settings.discord_token is not None else "DISCORD_TOKEN missing (needed for run/sync)"),
+    ]
+    latest = discover_migrations()[-1][0]
+    path = settings.database_path
+    if path.exists():
+        try:
+            db = await Database.open(path)
+            try:
+                version = await db.schema_version()
+            finally:
+                await db.close()
+            if version > latest:
+                rows.append(("database", False, f"{path}: version {version} is newer than code ({latest})"))
+            elif version < latest:
+                rows.append(("database", True, f"{path}: version {version}, {latest - version} migration(s) pending (applied at start)"))
+            else:
+                rows.append(("database", True, f"{path}: version {version}, up to date"))
+        except Exception as exc:  # noqa: BLE001 - any failure is a failed row
+            rows.append(("database", False, f"{path}: {type(exc).__name__}: {exc}"))
+    else:
+        writable = _dir_writable(path.parent)
+        rows.append(("database", writable, f"{path}: will be created" if writable
+                     else f"{path.parent} is not writable"))
+    with tempfile.TemporaryDirectory() as tmp:
+        async with make_http_client() as client:
+            providers = build_providers(settings, client, Path(tmp))
+            for name, provider in providers.items():
+                try:
+                    result = await asyncio.wait_for(provider.check(), timeout=30)
+                    rows.append((f"provider {name}", result.ok, result.detail))
+                except Exception as exc:  # noqa: BLE001
+                    rows.append((f"provider {name}", False, f"{type(exc).__name__}: {exc}"))
+                finally:
+                    await provider.aclose()
+    width = max(len(r[0]) for r in rows)
+    for name, ok, detail in rows:
+        print(f"{name.ljust(width)}  {'OK  ' if ok else 'FAIL'}  {detail}")
+    return 0 if all(ok for name, ok, _ in rows if name != "discord token") else 1
+
+
+def _dir_writable(directory: Path) -> bool:
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    return probe.is_dir() and os.access(probe, os.W_OK)
+
+
+def cmd_check(settings: Settings) -> int:
+    return asyncio.run(_check(settings))
+
+
+# ----- generate -----------------------------------------------------------------------
+
+
+def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli_generate import generate
+
+    try:
+        return asyncio.run(generate(settings, args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ltx-discord-bot", description="LTX-2.3 video bot for Discord"
+    )
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="start the bot (default)")
+    sub.add_parser("check", help="validate configuration, database and provider credentials")
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("sync", help="sync slash commands with Discord now")
+    gen = sub.add_parser("generate", help="make one clip offline-capable, without Discord")
+    gen.add_argument("prompt")
+    gen.add_argument("--image", type=Path, help="image-to-video input")
+    gen.add_argument("--first-frame", type=Path)
+    gen.add_argument("--last-frame", type=Path)
+    gen.add_argument("--duration", type=int)
+    gen.add_argument("--resolution", help="WIDTHxHEIGHT, e.g. 1280x720")
+    gen.add_argument("--aspect-ratio")
+    gen.add_argument("--fps", type=int)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--no-audio", action="store_true")
+    gen.add_argument("--provider", choices=["bytecompute", "leonardo", "simulator"])
+    gen.add_argument("--out", type=Path, default=Path("clip.mp4"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    setup_logging(settings.log_level if command == "run" else "WARNING", settings.secrets())
+    handlers = {
+        "run": lambda: cmd_run(settings),
+        "check": lambda: cmd_check(settings),
+        "migrate": lambda: cmd_migrate(settings),
+        "sync": lambda: cmd_sync(settings),
+        "generate": lambda: cmd_generate(settings, args),
+    }
+    started = time.monotonic()
+    code = handlers[command]()
+    log.debug("%s finished in %.1fs", command, time.monotonic() - started)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The one request pipeline shared by `/video`, its "Again" button and the CLI.
+
+cog/CLI → `build_request` (VideoRequest, validated) → `prepare` (moderation + negotiation:
+the member sees the final settings and cost before anything is spent) → `admit` (job row
+and quota reservation in one transaction) → tracker.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from bot import moderation, quota
+from bot.db import Database, utcnow
+from bot.providers.base import (
+    InvalidRequestError,
+    NegotiatedRequest,
+    Provider,
+    VideoRequest,
+)
+from bot.store import jobs as job_store
+from bot.tracker import JobTracker
+
+log = logging.getLogger(__name__)
+
+_FIELD_LABELS = {
+    "prompt": "prompt",
+    "duration": "duration",
+    "resolution": "resolution",
+    "fps": "fps",
+    "seed": "seed",
+    "provider": "provider",
+}
+
+
+class RequestRefused(Exception):
+    """A request that will not be made; `message` is member-facing and says what to change."""
+
+    def __init__(self, message: str, *, kind: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind  # invalid_input | blocked_member | blocked_word | allowance | ...
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where (guild_id None for the CLI)."""
+
+    user_id: int
+    guild_id: int | None = None
+    channel_id: int | None = None
+    role_ids: Sequence[int] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    job_id: int
+    request: NegotiatedRequest
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Turn a pydantic error into one line a member can act on."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if isinstance(p, str)]
+        name = _FIELD_LABELS.get(loc[0], loc[0]) if loc else ""
+        msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        ctx = err.get("ctx") or {}
+        if err.get("type") == "string_too_long":
+            msg = f"is too long (at most {ctx.get('max_length')} characters)"
+        elif err.get("type") == "string_too_short":
+            msg = "must not be empty"
+        parts.append(f"`{name}` {msg}" if name else msg)
+    return "; ".join(parts) or "the request is invalid"
+
+
+class VideoService:
+    def __init__(
+        self,
+        db: Database,
+        providers: Mapping[str, Provider],
+        tracker: JobTracker,
+        *,
+        data_dir: Path,
+        default_provider: str,
+        default_quota_seconds: int,
+        max_active_per_member: int,
+    ) -> None:
+        self.db = db
+        self.providers = providers
+        self.tracker = tracker
+        self.data_dir = data_dir
+        self.default_provider = default_provider
+        self.default_quota_seconds = default_quota_seconds
+        self.max_active_per_member = max_active_per_member
+
+    # ----- inputs ---------------------------------------------------------------------
+
+    def new_input_dir(self) -> Path:
+        path = self.data_dir / "inputs" / uuid.uuid4().hex
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @staticmethod
+    def discard_inputs(path: Path | None) -> None:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def build_request(
+        self, *, prompt: str, provider: str | None = None, **options: Any
+    ) -> VideoRequest:
+        name = provider or self.default_provider
+        if name not in self.providers:
+            available = ", ".join(sorted(self.providers)) or "none"
+            raise RequestRefused(f"Provider `{name}` is not available here (available: {available}).")
+        clean = {k: v for k, v in options.items() if v is not None}
+        try:
+            return VideoRequest(prompt=prompt, provider=name, **clean)
+        except ValidationError as exc:
+            raise RequestRefused(validation_message(exc)) from None
+
+    # ----- checks and negotiation ------------------------------------------------------
+
+    async def prepare(self, who: Requester, request: VideoRequest) -> NegotiatedRequest:
+        """Moderation checks, then negotiation. Refusals are audited."""
+        now = utcnow()
+        if who.guild_id is not None:
+            blocked = await moderation.check_member(self.db, who.guild_id, who.user_id, now)
+            if blocked is not None:
+                await self._refusal(who, "blocked_member", blocked, request.prompt)
+                raise RequestRefused(blocked, kind="blocked_member")
+            bad_prompt = await moderation.check_prompt(self.db, who.guild_id, request.prompt)
+            if bad_prompt is not None:
+                await self._refusal(who, "blocked_word", bad_prompt, request.prompt)
+                raise RequestRefused(bad_prompt, kind="blocked_word")
+        provider = self.providers[request.provider]
+        try:
+            return provider.negotiate(request)
+        except InvalidRequestError as exc:
+            await self._refusal(who, "invalid_input", exc.message, request.prompt)
+            raise RequestRefused(exc.message) from None
+
+    async def admit(
+        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+    ) -> Admitted:
+        """Write the job row and its quota reservation atomically, then hand it to the tracker."""
+        now = utcnow()
+        origin = "cli" if who.guild_id is None else "discord"
+        try:
+            async with self.db.transaction() as conn:
+                if who.guild_id is not None:
+                    active = await job_store.count_active_for_user(conn, who.guild_id, who.user_id)
+                    if active >= self.max_active_per_member:
+                        raise quota.QuotaExceeded(
+                            f"You already have {active} video(s) in progress; wait for one to "
+                            "finish (or cancel it) before starting another.",
+                            refill_at=None,
+                            reason="concurrency",
+                        )
+                job_id = await job_store.insert_job(
+                    conn,
+                    guild_id=who.guild_id,
+                    channel_id=who.channel_id,
+                    user_id=who.user_id,
+                    request=request,
+                    input_dir=input_dir,
+                    origin=origin,
+                    now=now,
+                )
+                if who.guild_id is not None:
+                    await quota.reserve(
+                        conn,
+                        guild_id=who.guild_id,
+                        user_id=who.user_id,
+                        job_id=job_id,
+                        seconds=float(request.duration),
+                        width=request.width,
+                        height=request.height,
+                        cost_usd=request.cost_usd,
+                        role_ids=list(who.role_ids),
+                        now=now,
+                        default_seconds=self.default_quota_seconds,
+                    )
+        except quota.QuotaExceeded as exc:
+            await self._refusal(who, exc.reason, exc.message, request.prompt)
+            raise RequestRefused(exc.message, kind=exc.reason) from None
+        await self.tracker.enqueue(job_id)
+        return Admitted(job_id=job_id, request=request)
+
+    async def _refusal(self, who: Requester, kind: str, message: str, prompt: str) -> None:
+        if who.guild_id is None:
+            return
+        async with self.db.transaction() as conn:
+            await moderation.audit(
+                conn,
+                guild_id=who.guild_id,
+                kind="refusal",
+                summary=f"refused ({kind}): {message}",
+                actor_id=who.user_id,
+                target_id=who.user_id,
+                channel_id=who.channel_id,
+                data={"reason": kind, "message": message, "prompt": prompt},
+                now=utcnow(),
+            )
+
