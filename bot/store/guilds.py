@@ -1,0 +1,330 @@
+"""Guild settings, role allowances and member allowance overrides (SQL only).
+
+Every function takes either the `Database` (it then runs its own transaction or read) or
+the `conn` of a caller's `async with db.transaction() as conn:` block, so a change can be
+written atomically with its audit entry.
+
+Allowance seconds: `None` means unlimited, `0` means no allowance at all. A role or member
+without a row has no allowance of its own (the next rule applies, see `bot.quota`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.db import Database, from_db_time, to_db_time, utcnow
+
+DbOrConn = Database | aiosqlite.Connection
+
+DEFAULT_WINDOW_SECONDS = 86_400
+DEFAULT_HD_WEIGHT = 2.0
+DEFAULT_RETENTION_DAYS = 90
+MAX_WINDOW_SECONDS = 31 * 86_400
+
+
+class GuildSettings(BaseModel):
+    """A guild's settings with defaults filled in.
+
+    Two values depend on the bot's environment and stay `None` when the guild has not set
+    them: `quota_seconds` (→ QUOTA_SECONDS_PER_DAY) and `max_concurrent_jobs`
+    (→ MAX_ACTIVE_JOBS_PER_MEMBER); use `allowance_seconds()` / `concurrency_cap()`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    guild_id: int
+    log_channel_id: int | None = None
+    quota_seconds: int | None = Field(default=None, ge=0, le=10_000_000)
+    quota_window_seconds: int = Field(default=DEFAULT_WINDOW_SECONDS, ge=60, le=MAX_WINDOW_SECONDS)
+    hd_weight: float = Field(default=DEFAULT_HD_WEIGHT, ge=1.0, le=10.0)
+    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=1000)
+    cooldown_seconds: int = Field(default=0, ge=0, le=86_400)
+    monthly_budget_usd: float | None = Field(default=None, gt=0, le=1_000_000)
+    retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1, le=3650)
+    updated_at: datetime | None = None
+
+    def allowance_seconds(self, default_seconds: int) -> int:
+        """The guild default allowance (seconds per window)."""
+        return default_seconds if self.quota_seconds is None else self.quota_seconds
+
+    def concurrency_cap(self, default_max_concurrent: int) -> int:
+        return (
+            default_max_concurrent if self.max_concurrent_jobs is None else self.max_concurrent_jobs
+        )
+
+
+SETTINGS_FIELDS: frozenset[str] = frozenset(
+    {
+        "log_channel_id",
+        "quota_seconds",
+        "quota_window_seconds",
+        "hd_weight",
+        "max_concurrent_jobs",
+        "cooldown_seconds",
+        "monthly_budget_usd",
+        "retention_days",
+    }
+)
+_COLUMNS = ", ".join(sorted(SETTINGS_FIELDS))
+
+
+class RoleAllowance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    guild_id: int
+    role_id: int
+    seconds: int | None  # None: unlimited
+    updated_at: datetime
+
+
+class MemberAllowance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    guild_id: int
+    user_id: int
+    seconds: int | None  # None: unlimited; 0: none
+    updated_at: datetime
+
+
+# ----- helpers ---------------------------------------------------------------------------
+
+
+async def _fetchall(target: DbOrConn, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    if isinstance(target, Database):
+        return await target.fetchall(sql, params)
+    return list(await target.execute_fetchall(sql, params))
+
+
+@asynccontextmanager
+async def _writing(target: DbOrConn) -> AsyncIterator[aiosqlite.Connection]:
+    if isinstance(target, Database):
+        async with target.transaction() as conn:
+            yield conn
+    else:
+        yield target
+
+
+def _settings_from_row(guild_id: int, row: aiosqlite.Row | None) -> GuildSettings:
+    if row is None:
+        return GuildSettings(guild_id=guild_id)
+    values: dict[str, Any] = {k: row[k] for k in SETTINGS_FIELDS if row[k] is not None}
+    return GuildSettings(guild_id=guild_id, updated_at=from_db_time(row["updated_at"]), **values)
+
+
+# ----- guild settings --------------------------------------------------------------------
+
+
+async def get_guild_settings(target: DbOrConn, guild_id: int) -> GuildSettings:
+    rows = await _fetchall(
+        target,
+        f"SELECT {_COLUMNS}, updated_at FROM guild_settings WHERE guild_id = ?",  # noqa: S608
+        (guild_id,),
+    )
+    return _settings_from_row(guild_id, rows[0] if rows else None)
+
+
+async def update_guild_settings(
+    target: DbOrConn, guild_id: int, *, now: datetime | None = None, **fields: Any
+) -> GuildSettings:
+    """Set some settings (`None` restores a field's default); returns the new settings.
+
+    Unknown field names raise TypeError; out-of-range values raise pydantic's
+    ValidationError (nothing is written then).
+    """
+    unknown = set(fields) - SETTINGS_FIELDS
+    if unknown:
+        raise TypeError(f"unknown guild setting(s): {', '.join(sorted(unknown))}")
+    at = to_db_time(now or utcnow())
+    async with _writing(target) as conn:
+        rows = await conn.execute_fetchall(
+            f"SELECT {_COLUMNS} FROM guild_settings WHERE guild_id = ?",  # noqa: S608
+            (guild_id,),
+        )
+        raw: dict[str, Any] = {k: None for k in SETTINGS_FIELDS}
+        for row in rows:
+            raw.update({k: row[k] for k in SETTINGS_FIELDS})
+        raw.update(fields)
+        # Validate the merged values before writing anything.
+        new = GuildSettings(
+            guild_id=guild_id,
+            updated_at=from_db_time(at),
+            **{k: v for k, v in raw.items() if v is not None},
+        )
+        names = sorted(SETTINGS_FIELDS)
+        await conn.execute(
+            f"INSERT INTO guild_settings (guild_id, {', '.join(names)}, updated_at) "  # noqa: S608
+            f"VALUES (?, {', '.join('?' for _ in names)}, ?) "
+            f"ON CONFLICT (guild_id) DO UPDATE SET "
+            + ", ".join(f"{n} = excluded.{n}" for n in names)
+            + ", updated_at = excluded.updated_at",
+            (guild_id, *(raw[n] for n in names), at),
+        )
+    return new
+
+
+# ----- role allowances -------------------------------------------------------------------
+
+
+def _role(row: aiosqlite.Row) -> RoleAllowance:
+    return RoleAllowance(
+        guild_id=row["guild_id"],
+        role_id=row["role_id"],
+        seconds=row["seconds"],
+        updated_at=from_db_time(row["updated_at"]),
+    )
+
+
+def _member(row: aiosqlite.Row) -> MemberAllowance:
+    return MemberAllowance(
+        guild_id=row["guild_id"],
+        user_id=row["user_id"],
+        seconds=row["seconds"],
+        updated_at=from_db_time(row["updated_at"]),
+    )
+
+
+def _check_seconds(seconds: int | None) -> None:
+    if seconds is not None and not 0 <= seconds <= 10_000_000:
+        raise ValueError("allowance seconds must be between 0 and 10,000,000 (or unlimited)")
+
+
+async def list_role_allowances(target: DbOrConn, guild_id: int) -> list[RoleAllowance]:
+    rows = await _fetchall(
+        target,
+        "SELECT guild_id, role_id, seconds, updated_at FROM role_allowances "
+        "WHERE guild_id = ? ORDER BY role_id",
+        (guild_id,),
+    )
+    return [_role(r) for r in rows]
+
+
+async def get_role_allowance(target: DbOrConn, guild_id: int, role_id: int) -> RoleAllowance | None:
+    rows = await _fetchall(
+        target,
+        "SELECT guild_id, role_id, seconds, updated_at FROM role_allowances "
+        "WHERE guild_id = ? AND role_id = ?",
+        (guild_id, role_id),
+    )
+    return _role(rows[0]) if rows else None
+
+
+async def set_role_allowance(
+    target: DbOrConn, guild_id: int, role_id: int, seconds: int | None, *, now: datetime
+) -> RoleAllowance | None:
+    """Give a role an allowance (`None`: unlimited); returns the previous one, if any."""
+    _check_seconds(seconds)
+    async with _writing(target) as conn:
+        previous = await get_role_allowance(conn, guild_id, role_id)
+        await conn.execute(
+            "INSERT INTO role_allowances (guild_id, role_id, seconds, updated_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (guild_id, role_id) "
+            "DO UPDATE SET seconds = excluded.seconds, updated_at = excluded.updated_at",
+            (guild_id, role_id, seconds, to_db_time(now)),
+        )
+    return previous
+
+
+async def remove_role_allowance(
+    target: DbOrConn, guild_id: int, role_id: int
+) -> RoleAllowance | None:
+    """Remove a role's allowance; returns what was removed (None if there was none)."""
+    async with _writing(target) as conn:
+        previous = await get_role_allowance(conn, guild_id, role_id)
+        await conn.execute(
+            "DELETE FROM role_allowances WHERE guild_id = ? AND role_id = ?", (guild_id, role_id)
+        )
+    return previous
+
+
+# ----- member overrides ------------------------------------------------------------------
+
+
+async def list_member_allowances(target: DbOrConn, guild_id: int) -> list[MemberAllowance]:
+    rows = await _fetchall(
+        target,
+        "SELECT guild_id, user_id, seconds, updated_at FROM member_allowances "
+        "WHERE guild_id = ? ORDER BY user_id",
+        (guild_id,),
+    )
+    return [_member(r) for r in rows]
+
+
+async def get_member_allowance(
+    target: DbOrConn, guild_id: int, user_id: int
+) -> MemberAllowance | None:
+    rows = await _fetchall(
+        target,
+        "SELECT guild_id, user_id, seconds, updated_at FROM member_allowances "
+        "WHERE guild_id = ? AND user_id = ?",
+        (guild_id, user_id),
+    )
+    return _member(rows[0]) if rows else None
+
+
+async def set_member_allowance(
+    target: DbOrConn, guild_id: int, user_id: int, seconds: int | None, *, now: datetime
+) -> MemberAllowance | None:
+    """Override a member's allowance (`None`: unlimited, 0: none); returns the previous."""
+    _check_seconds(seconds)
+    async with _writing(target) as conn:
+        previous = await get_member_allowance(conn, guild_id, user_id)
+        await conn.execute(
+            "INSERT INTO member_allowances (guild_id, user_id, seconds, updated_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (guild_id, user_id) "
+            "DO UPDATE SET seconds = excluded.seconds, updated_at = excluded.updated_at",
+            (guild_id, user_id, seconds, to_db_time(now)),
+        )
+    return previous
+
+
+async def remove_member_allowance(
+    target: DbOrConn, guild_id: int, user_id: int
+) -> MemberAllowance | None:
+    async with _writing(target) as conn:
+        previous = await get_member_allowance(conn, guild_id, user_id)
+        await conn.execute(
+            "DELETE FROM member_allowances WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id),
+        )
+    return previous
+
+
+async def allowance_rules(
+    conn: aiosqlite.Connection, guild_id: int, user_id: int, role_ids: Sequence[int]
+) -> tuple[MemberAllowance | None, list[RoleAllowance]]:
+    """The member's override (if any) and the allowances of the given roles, one query."""
+    roles = list(dict.fromkeys(role_ids))
+    sql = (
+        "SELECT 'member' AS source, guild_id, user_id AS id, seconds, updated_at "
+        "FROM member_allowances WHERE guild_id = ? AND user_id = ?"
+    )
+    params: list[int] = [guild_id, user_id]
+    if roles:
+        sql += (
+            " UNION ALL SELECT 'role', guild_id, role_id, seconds, updated_at "
+            "FROM role_allowances WHERE guild_id = ? AND role_id IN ("
+            + ", ".join("?" for _ in roles)
+            + ")"
+        )
+        params += [guild_id, *roles]
+    member: MemberAllowance | None = None
+    found: list[RoleAllowance] = []
+    for row in await conn.execute_fetchall(sql, params):
+        at = from_db_time(row["updated_at"])
+        if row["source"] == "member":
+            member = MemberAllowance(
+                guild_id=guild_id, user_id=row["id"], seconds=row["seconds"], updated_at=at
+            )
+        else:
+            found.append(
+                RoleAllowance(
+                    guild_id=guild_id, role_id=row["id"], seconds=row["seconds"], updated_at=at
+                )
+            )
+    return member, found
