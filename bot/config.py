@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     provider_requests_per_second: float = Field(
         default=5.0, gt=0, le=1000, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
     )
+    # Leonardo publishes no LTX-2.3 price: USD per second at 1080p used for quotes (see
+    # bot/pricing.py; 1440p costs 2x, 2160p 4x).
+    leonardo_fast_usd_per_second: float = Field(
+        default=0.06, ge=0, le=100, validation_alias="LEONARDO_FAST_USD_PER_SECOND"
+    )
+    leonardo_pro_usd_per_second: float = Field(
+        default=0.08, ge=0, le=100, validation_alias="LEONARDO_PRO_USD_PER_SECOND"
+    )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
     @field_validator("discord_token", "bytecompute_api_key", "leonardo_api_key", mode="before")

@@ -239,6 +239,14 @@ class ProviderLimits:
     requests_per_minute: int = 600
     max_concurrency: int = 4
     durations_by_model: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # Rule-based sizes: computed edges are multiples of this; `named_sizes` are documented
+    # sizes accepted as they are even off that grid (e.g. 1920x1080 on a 32-px grid).
+    size_multiple: int = 1
+    named_sizes: tuple[tuple[int, int], ...] = ()
+    # The size used for an aspect preset when no resolution is given ("16:9" -> (1280, 720)).
+    aspect_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Cap for the create/submit endpoint alone (0: only `requests_per_minute` applies).
+    submits_per_minute: int = 0
 
 
 # ----- errors --------------------------------------------------------------------------

@@ -1,0 +1,568 @@
+"""Leonardo.AI v2 generations with `ltxv-2.3-pro` / `ltxv-2.3-fast`.
+
+Wire format (shared/reference/PROVIDERS.md, section B):
+
+- frames: `POST /v1/init-image {"extension"}` → `uploadInitImage {id, url, fields, key}` where
+  `fields` is a JSON string; then a multipart POST of those fields plus the file to the
+  presigned `url` *without* our Authorization header; the id goes into
+  `guidances.start_frame` / `end_frame` as `{"image": {"id", "type": "UPLOADED"}}`;
+- create: `POST /v2/generations` with `{model, public: false, parameters: {...}}`;
+- poll: `GET /v1/generations/{id}` → `generations_by_pk.status` PENDING / COMPLETE / FAILED,
+  the clip at `generated_images[0].motionMP4URL`;
+- account: `GET /v1/me`.
+
+Choices where the docs disagree or are silent (B.2, B.13):
+- the audio switch is sent as `motion_has_audio` (the v2 schema); if a 400 names that field
+  we retry once with `audio` (the LTX 2.3 guide) and remember what worked;
+- `seed` is sent when the member gave one (the guide lists it, the schema does not); if a 400
+  names it we retry without it and report a provider adjustment "seed → none";
+- `prompt_enhance: "OFF"` so the member's prompt reaches the model verbatim; `duration`,
+  `width`, `height`, `quantity: 1` and a matching (deprecated) `mode` are always sent;
+- `generations_by_pk: null` right after submit, and COMPLETE without a URL yet, count as
+  "still running" for a grace period;
+- cancel: Leonardo has no cancel. `DELETE /v1/generations/{id}` exists, but deleting neither
+  stops billing nor is documented to stop the job, and it would destroy a result the member
+  paid for, so `cancel()` does nothing and returns False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.negotiation import negotiate
+from bot.pricing import (
+    DEFAULT_LEONARDO_RATES,
+    LEONARDO_FAST,
+    LEONARDO_PRO,
+    LeonardoRates,
+    leonardo_price_per_second,
+    leonardo_tier,
+)
+from bot.providers.base import (
+    Adjustment,
+    CheckResult,
+    InputImage,
+    InvalidRequestError,
+    JobNotFoundError,
+    JobState,
+    JobStatus,
+    NegotiatedRequest,
+    NotReadyError,
+    ProviderError,
+    ProviderJob,
+    ProviderLimits,
+    TransientError,
+    VideoRequest,
+)
+from bot.providers.http import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    URLGuard,
+    host_of,
+    json_object,
+    send,
+    stream_to_file,
+)
+
+log = logging.getLogger(__name__)
+
+LABEL = "Leonardo"
+MODELS = (LEONARDO_PRO, LEONARDO_FAST)
+SIZES: tuple[tuple[int, int], ...] = (
+    (1920, 1080),
+    (1080, 1920),
+    (2560, 1440),
+    (1440, 2560),
+    (3840, 2160),
+    (2160, 3840),
+)
+DURATIONS = {LEONARDO_PRO: (6, 8, 10), LEONARDO_FAST: tuple(range(6, 21, 2))}
+AUDIO_FIELDS = ("motion_has_audio", "audio")
+
+LIMITS = ProviderLimits(
+    models=MODELS,
+    default_model=LEONARDO_FAST,
+    durations=DURATIONS[LEONARDO_FAST],
+    default_duration=8,  # the guide's default; always sent explicitly (the schema says 6)
+    # Leonardo takes no fps; LTX-2.3 clips come out at a fixed rate, which we take as 25.
+    fps_options=(25,),
+    default_fps=25,
+    aspect_ratios=("16:9", "9:16"),
+    default_aspect_ratio="16:9",
+    sizes=SIZES,
+    aspect_sizes={"16:9": (1920, 1080), "9:16": (1080, 1920)},
+    supports_image=True,
+    supports_frames=True,
+    supports_seed=True,
+    supports_audio_toggle=True,
+    max_prompt_chars=5000,
+    job_expiry=None,  # outputs do not expire
+    # Published defaults: 2000 requests/min over all endpoints, 100/min on create endpoints.
+    # Video concurrency is not published; `check()` reports the key's real apiConcurrencySlots.
+    requests_per_minute=2000,
+    submits_per_minute=100,
+    max_concurrency=5,
+    durations_by_model=DURATIONS,
+)
+
+
+def limits_for(model: str) -> ProviderLimits:
+    if model not in MODELS:
+        raise ValueError(f"unknown Leonardo model {model!r}; use one of {', '.join(MODELS)}")
+    return replace(LIMITS, default_model=model, durations=DURATIONS[model])
+
+
+def resolution_mode(width: int, height: int) -> str:
+    return f"RESOLUTION_{leonardo_tier(width, height)}"
+
+
+def normalise_base_url(base_url: str) -> str:
+    """`…/api/rest`: trailing slashes and a trailing `/v1` or `/v2` are removed."""
+    base = base_url.strip().rstrip("/")
+    for suffix in ("/v1", "/v2"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base
+
+
+@dataclass(frozen=True)
+class InitImageUpload:
+    id: str
+    url: str
+    fields: dict[str, str]
+    key: str | None = None
+
+
+def parse_generation(data: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """(generation id, cost) from a create answer, wherever the id sits."""
+    candidates: list[Mapping[str, Any]] = [data]
+    for key in ("generate", "sdGenerationJob", "motionVideoGenerationJob", "generation"):
+        nested = data.get(key)
+        if isinstance(nested, Mapping):
+            candidates.append(nested)
+    candidates.extend(v for v in data.values() if isinstance(v, Mapping) and v not in candidates)
+    gen_id: str | None = None
+    cost: dict[str, Any] | None = None
+    for item in candidates:
+        value = item.get("generationId") or item.get("generation_id")
+        if gen_id is None and isinstance(value, (str, int)) and str(value):
+            gen_id = str(value)
+        if cost is None:
+            cost = _parse_cost(item)
+    return gen_id, cost
+
+
+def _parse_cost(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    raw = item.get("cost")
+    if isinstance(raw, Mapping) and raw.get("amount") is not None:
+        amount = _float(raw.get("amount"))
+        if amount is not None:
+            return {"amount": amount, "unit": str(raw.get("unit") or "CREDITS").upper()}
+    credits = _float(item.get("apiCreditCost"))
+    if credits is not None:
+        return {"amount": credits, "unit": "CREDITS"}
+    return None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _video_url(generation: Mapping[str, Any]) -> str | None:
+    for list_key in ("generated_images", "generated_videos"):
+        items = generation.get(list_key)
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            if not isinstance(item, Mapping):
+                continue
+            for key in ("motionMP4URL", "videoUrl", "video_url"):
+                value = item.get(key)
+                if isinstance(value, str) and value.startswith(("http://", "https://")):
+                    return value
+            url = item.get("url")
+            if (
+                isinstance(url, str)
+                and url.startswith(("http://", "https://"))
+                and (list_key == "generated_videos" or httpx.URL(url).path.endswith(".mp4"))
+            ):
+                return url
+    return None
+
+
+class LeonardoProvider:
+    """Leonardo.AI's hosted LTX-2.3 (`name = "leonardo"`)."""
+
+    name = "leonardo"
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        api_key: str,
+        base_url: str,
+        model: str = LEONARDO_FAST,
+        rates: LeonardoRates = DEFAULT_LEONARDO_RATES,
+        trusted_hosts: tuple[str, ...] = (),
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        missing_grace_seconds: float = 300.0,
+        url_grace_seconds: float = 120.0,
+    ) -> None:
+        self.limits = limits_for(model)
+        self.model = model
+        self._client = client
+        self._key = api_key
+        self._base = normalise_base_url(base_url)
+        self._rates = rates
+        self._guard = URLGuard([host_of(self._base), *trusted_hosts])
+        self._max_download_bytes = max_download_bytes
+        self._missing_grace = missing_grace_seconds
+        self._url_grace = url_grace_seconds
+        self._audio_field = AUDIO_FIELDS[0]
+        self._first_seen: dict[str, float] = {}  # job id -> monotonic time (no persisted time)
+        self._complete_without_url: dict[str, float] = {}
+        self._result_urls: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"LeonardoProvider(base_url={self._base!r}, model={self.model!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    @property
+    def audio_field(self) -> str:
+        return self._audio_field
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._key}",
+            "Accept": "application/json",
+        }
+
+    def _url(self, path: str) -> str:
+        return f"{self._base}{path}"
+
+    def price_per_second(self, width: int, height: int, model: str | None = None) -> float:
+        return leonardo_price_per_second(
+            width, height, model=model or self.model, rates=self._rates
+        )
+
+    def negotiate(self, request: VideoRequest) -> NegotiatedRequest:
+        return negotiate(
+            request, self.limits, provider=self.name, price_per_second=self.price_per_second
+        )
+
+    # ----- init images ----------------------------------------------------------------
+
+    async def request_init_image(self, extension: str) -> InitImageUpload:
+        """Step 1 of an upload: ask for a presigned POST for a file of this extension."""
+        response = await send(
+            self._client,
+            "POST",
+            self._url("/v1/init-image"),
+            label=LABEL,
+            secrets=[self._key],
+            headers=self._headers(),
+            json_body={"extension": extension},
+        )
+        data = json_object(response, label=LABEL)
+        upload = data.get("uploadInitImage")
+        if not isinstance(upload, Mapping):
+            raise TransientError(f"{LABEL} sent no upload details for the image")
+        raw_fields = upload.get("fields")
+        fields: Any
+        if isinstance(raw_fields, str):
+            try:
+                fields = json.loads(raw_fields) if raw_fields.strip() else {}
+            except ValueError:
+                raise TransientError(f"{LABEL} sent unreadable upload fields") from None
+        else:
+            fields = raw_fields or {}
+        if not isinstance(fields, Mapping):
+            raise TransientError(f"{LABEL} sent unreadable upload fields")
+        image_id, url = upload.get("id"), upload.get("url")
+        if not isinstance(image_id, str) or not isinstance(url, str) or not image_id or not url:
+            raise TransientError(f"{LABEL} sent incomplete upload details for the image")
+        key = upload.get("key")
+        return InitImageUpload(
+            id=image_id,
+            url=url,
+            fields={str(k): str(v) for k, v in fields.items()},
+            key=key if isinstance(key, str) else None,
+        )
+
+    async def upload_init_image(self, image: InputImage) -> str:
+        """Upload an image for guidances; returns its init-image id."""
+        upload = await self.request_init_image(image.extension)
+        target = await self._guard.check(upload.url)
+        content = await asyncio.to_thread(image.path.read_bytes)
+        parts: list[tuple[str, Any]] = [(k, (None, v)) for k, v in upload.fields.items()]
+        parts.append(("file", (image.filename or f"image.{image.extension}", content, image.mime)))
+        try:
+            # Deliberately no Authorization header: the presigned POST carries its own policy,
+            # and S3 refuses requests that also carry a bearer token.
+            upload_request = self._client.build_request("POST", target, files=parts)
+            upload_request.headers.pop("Authorization", None)
+            response = await self._client.send(upload_request, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"{LABEL}: image upload failed ({type(exc).__name__})") from None
+        if 200 <= response.status_code < 300:
+            return upload.id
+        if response.status_code == 400:
+            raise InvalidRequestError(
+                f"{LABEL}'s image storage refused the image (HTTP 400). "
+                "Try a PNG or JPEG under 10 MB.",
+                status_code=400,
+            )
+        raise TransientError(
+            f"{LABEL}: image upload refused (HTTP {response.status_code})",
+            status_code=response.status_code,
+        )
+
+    # ----- submit ---------------------------------------------------------------------
+
+    def build_body(
+        self,
+        request: NegotiatedRequest,
+        *,
+        start_frame: str | None = None,
+        end_frame: str | None = None,
+        audio_field: str | None = None,
+        include_seed: bool = True,
+    ) -> dict[str, Any]:
+        model = request.model if request.model in MODELS else self.model
+        parameters: dict[str, Any] = {
+            "prompt": request.prompt,
+            "quantity": 1,
+            "width": request.width,
+            "height": request.height,
+            "duration": request.duration,
+            "mode": resolution_mode(request.width, request.height),
+            "prompt_enhance": "OFF",
+            audio_field or self._audio_field: request.audio,
+        }
+        if include_seed and request.seed is not None:
+            parameters["seed"] = request.seed
+        guidances: dict[str, Any] = {}
+        if start_frame is not None:
+            guidances["start_frame"] = [{"image": {"id": start_frame, "type": "UPLOADED"}}]
+        if end_frame is not None:
+            guidances["end_frame"] = [{"image": {"id": end_frame, "type": "UPLOADED"}}]
+        if guidances:
+            parameters["guidances"] = guidances
+        return {"model": model, "public": False, "parameters": parameters}
+
+    async def submit(self, request: NegotiatedRequest) -> ProviderJob:
+        start_id: str | None = None
+        end_id: str | None = None
+        if request.image is not None:
+            start_id = await self.upload_init_image(request.image)
+        elif request.first_frame is not None:
+            start_id = await self.upload_init_image(request.first_frame)
+            if request.last_frame is not None:
+                end_id = await self.upload_init_image(request.last_frame)
+
+        audio_field = self._audio_field
+        include_seed = True
+        tried_audio = False
+        adjustments: list[Adjustment] = []
+        while True:
+            body = self.build_body(
+                request,
+                start_frame=start_id,
+                end_frame=end_id,
+                audio_field=audio_field,
+                include_seed=include_seed,
+            )
+            try:
+                response = await send(
+                    self._client,
+                    "POST",
+                    self._url("/v2/generations"),
+                    label=LABEL,
+                    secrets=[self._key],
+                    headers=self._headers(),
+                    json_body=body,
+                    submit=True,
+                )
+                break
+            except InvalidRequestError as exc:
+                text = exc.message.lower()
+                if not tried_audio and audio_field == AUDIO_FIELDS[0] and audio_field in text:
+                    log.info("Leonardo refused %s; retrying with `audio`", audio_field)
+                    audio_field, tried_audio = AUDIO_FIELDS[1], True
+                    continue
+                if include_seed and "seed" in body["parameters"] and "seed" in text:
+                    log.info("Leonardo refused `seed`; retrying without it")
+                    include_seed = False
+                    adjustments.append(
+                        Adjustment(
+                            field="seed",
+                            requested=request.seed,
+                            actual=None,
+                            reason="Leonardo did not accept a seed for this model",
+                            source="provider",
+                        )
+                    )
+                    continue
+                raise
+        self._audio_field = audio_field
+
+        data = json_object(response, label=LABEL)
+        gen_id, cost = parse_generation(data)
+        if gen_id is None:
+            raise TransientError(f"{LABEL} accepted the generation but sent no id")
+        cost_usd = cost["amount"] if cost and cost["unit"] == "DOLLARS" else None
+        self._first_seen[gen_id] = time.monotonic()
+        return ProviderJob(
+            provider=self.name,
+            job_id=gen_id,
+            adjustments=adjustments,
+            cost_usd=cost_usd,
+            data={
+                "model": body["model"],
+                "submitted_at": datetime.now(UTC).isoformat(),
+                "init_image_ids": [i for i in (start_id, end_id) if i],
+                "cost": cost,
+                "audio_field": audio_field,
+            },
+        )
+
+    # ----- status / download ----------------------------------------------------------
+
+    def _seconds_since_submit(self, job: ProviderJob) -> float:
+        submitted = job.data.get("submitted_at")
+        if isinstance(submitted, str):
+            try:
+                when = datetime.fromisoformat(submitted)
+            except ValueError:
+                when = None
+            if when is not None and when.tzinfo is not None:
+                return (datetime.now(UTC) - when).total_seconds()
+        first = self._first_seen.setdefault(job.job_id, time.monotonic())
+        return time.monotonic() - first
+
+    async def status(self, job: ProviderJob) -> JobStatus:
+        response = await send(
+            self._client,
+            "GET",
+            self._url(f"/v1/generations/{job.job_id}"),
+            label=LABEL,
+            secrets=[self._key],
+            headers=self._headers(),
+        )
+        data = json_object(response, label=LABEL)
+        generation = data.get("generations_by_pk")
+        if not isinstance(generation, Mapping):
+            if self._seconds_since_submit(job) < self._missing_grace:
+                return JobStatus(state=JobState.QUEUED)
+            raise JobNotFoundError(f"{LABEL} does not know generation {job.job_id}")
+        word = str(generation.get("status") or "").upper()
+        if word == "FAILED":
+            self._forget(job.job_id)
+            reason = generation.get("failureReason") or generation.get("error")
+            return JobStatus(
+                state=JobState.FAILED,
+                failure_reason=str(reason) if reason else f"{LABEL} reported the generation failed",
+            )
+        if word != "COMPLETE":
+            return JobStatus(state=JobState.RUNNING)
+        url = _video_url(generation)
+        if url is not None:
+            self._result_urls[job.job_id] = url
+            self._complete_without_url.pop(job.job_id, None)
+            return JobStatus(state=JobState.COMPLETED, progress=1.0, result_url=url)
+        since = self._complete_without_url.setdefault(job.job_id, time.monotonic())
+        if time.monotonic() - since < self._url_grace:
+            return JobStatus(state=JobState.RUNNING, progress=0.99)
+        self._forget(job.job_id)
+        return JobStatus(
+            state=JobState.FAILED,
+            failure_reason=f"{LABEL} finished the generation but gave no video URL",
+        )
+
+    def _forget(self, job_id: str) -> None:
+        self._first_seen.pop(job_id, None)
+        self._complete_without_url.pop(job_id, None)
+        self._result_urls.pop(job_id, None)
+
+    async def download(self, job: ProviderJob, dest: Path) -> None:
+        url = self._result_urls.get(job.job_id)
+        if url is None:
+            current = await self.status(job)
+            if current.state is not JobState.COMPLETED or current.result_url is None:
+                raise NotReadyError(f"{LABEL}: generation {job.job_id} is not finished")
+            url = current.result_url
+        # The CDN needs no credentials: the API key is never sent there.
+        await stream_to_file(
+            self._client,
+            url,
+            dest,
+            label=LABEL,
+            guard=self._guard,
+            secrets=[self._key],
+            max_bytes=self._max_download_bytes,
+        )
+        self._forget(job.job_id)
+
+    # ----- account --------------------------------------------------------------------
+
+    async def check(self) -> CheckResult:
+        try:
+            response = await send(
+                self._client,
+                "GET",
+                self._url("/v1/me"),
+                label=LABEL,
+                secrets=[self._key],
+                headers=self._headers(),
+            )
+            data = json_object(response, label=LABEL)
+        except ProviderError as exc:
+            return CheckResult(provider=self.name, ok=False, detail=exc.message)
+        details = data.get("user_details")
+        first = details[0] if isinstance(details, list) and details else None
+        if not isinstance(first, Mapping):
+            return CheckResult(provider=self.name, ok=True, detail="key accepted (no details)")
+        parts = ["key accepted"]
+        balances = []
+        for key, label in (
+            ("apiPaidTokens", "API paid"),
+            ("apiSubscriptionTokens", "API subscription"),
+            ("paidTokens", "paid"),
+            ("subscriptionTokens", "subscription"),
+        ):
+            value = _float(first.get(key))
+            if value is not None:
+                balances.append(f"{label} {value:g}")
+        if balances:
+            parts.append("credits: " + ", ".join(balances))
+        slots = _float(first.get("apiConcurrencySlots"))
+        if slots is not None:
+            parts.append(f"concurrency slots: {slots:g}")
+        return CheckResult(provider=self.name, ok=True, detail="; ".join(parts))
+
+    async def cancel(self, job: ProviderJob) -> bool:
+        return False  # no cancel endpoint; see the module docstring
+
+    async def aclose(self) -> None:
+        return None  # the shared client belongs to the bot
