@@ -1,0 +1,514 @@
+"""All SQL for `jobs` and `job_events`.
+
+A job row is written (status `pending`) inside the caller's transaction, together with its
+quota reservation; from then on only `transition()` changes its status, validating the move
+against `TRANSITIONS` and writing one `job_events` row per change. The row keeps the full
+`NegotiatedRequest` JSON in `params_json`, so the tracker can rebuild everything it needs
+after a restart.
+
+Read helpers accept either the `Database` or a `Connection` (the latter inside a caller's
+`db.transaction()`, where using the `Database` would deadlock on its lock).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from bot.db import Database, from_db_time, to_db_time
+from bot.providers.base import Adjustment, Mode, NegotiatedRequest, ProviderJob
+
+
+class Status(StrEnum):
+    PENDING = "pending"  # row written, not yet accepted by the provider
+    SUBMITTED = "submitted"  # provider accepted it (queued there)
+    RUNNING = "running"  # provider reports it running
+    DOWNLOADING = "downloading"  # provider finished; fetching the clip
+    DELIVERING = "delivering"  # clip on disk; posting it
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+ACTIVE_STATUSES: frozenset[Status] = frozenset(
+    {Status.PENDING, Status.SUBMITTED, Status.RUNNING, Status.DOWNLOADING, Status.DELIVERING}
+)
+TERMINAL_STATUSES: frozenset[Status] = frozenset(
+    {Status.DELIVERED, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
+)
+
+# Allowed moves. Cancelling is possible until the clip is being posted; `delivering →
+# downloading` re-fetches a clip whose file vanished before it could be posted.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.SUBMITTED, Status.FAILED, Status.CANCELLED, Status.EXPIRED}),
+    Status.SUBMITTED: frozenset(
+        {Status.RUNNING, Status.DOWNLOADING, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
+    ),
+    Status.RUNNING: frozenset(
+        {Status.DOWNLOADING, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
+    ),
+    Status.DOWNLOADING: frozenset(
+        {Status.DELIVERING, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
+    ),
+    Status.DELIVERING: frozenset({Status.DELIVERED, Status.DOWNLOADING, Status.FAILED}),
+    Status.DELIVERED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+    Status.EXPIRED: frozenset(),
+}
+
+Source = Database | aiosqlite.Connection
+
+
+class UnknownJobError(LookupError):
+    """No job with that id."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} does not exist")
+        self.job_id = job_id
+
+
+class InvalidTransitionError(ValueError):
+    """A status change the state machine does not allow (e.g. out of a terminal state)."""
+
+    def __init__(self, job_id: int, from_status: Status, to_status: Status) -> None:
+        super().__init__(f"job {job_id}: {from_status} → {to_status} is not allowed")
+        self.job_id = job_id
+        self.from_status = from_status
+        self.to_status = to_status
+
+
+class JobRecord(BaseModel):
+    """One parsed `jobs` row."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: int
+    guild_id: int | None
+    channel_id: int | None
+    user_id: int
+    provider: str
+    model: str | None
+    mode: Mode
+    prompt: str
+    status: Status
+    params_json: str
+    adjustments: list[Adjustment] = Field(default_factory=list)
+    provider_job_id: str | None = None
+    provider_data: dict[str, Any] = Field(default_factory=dict)
+    seconds: float
+    cost_usd: float
+    progress: float | None = None
+    failure_reason: str | None = None
+    attempts: int = 0
+    input_dir: Path | None = None
+    interaction_message_id: int | None = None
+    result_message_id: int | None = None
+    result_channel_id: int | None = None
+    origin: str = "discord"
+    created_at: datetime
+    submitted_at: datetime | None = None
+    provider_done_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+
+    _request: NegotiatedRequest | None = PrivateAttr(default=None)
+
+    @property
+    def request(self) -> NegotiatedRequest:
+        """The negotiated request as written at admission (images point into `input_dir`)."""
+        if self._request is None:
+            self._request = NegotiatedRequest.model_validate_json(self.params_json)
+        return self._request
+
+    @property
+    def provider_job(self) -> ProviderJob | None:
+        """What the provider needs to poll/download/cancel this job (None before submission)."""
+        if self.provider_job_id is None:
+            return None
+        return ProviderJob(
+            provider=self.provider,
+            job_id=self.provider_job_id,
+            adjustments=[a for a in self.adjustments if a.source == "provider"],
+            cost_usd=self.cost_usd,
+            data=dict(self.provider_data),
+        )
+
+    @property
+    def member(self) -> tuple[int | None, int]:
+        """(guild_id, user_id): whose job this is, for fairness and limits."""
+        return (self.guild_id, self.user_id)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class JobEvent(BaseModel):
+    id: int
+    job_id: int
+    at: datetime
+    from_status: Status | None
+    to_status: Status
+    reason: str | None
+
+
+class DurationSample(BaseModel):
+    """How long one finished job took at the provider (submission → provider done)."""
+
+    provider: str
+    model: str | None
+    duration: int
+    width: int
+    height: int
+    fps: int
+    seconds: float
+
+
+# ----- low-level helpers ---------------------------------------------------------------
+
+
+async def _fetchall(src: Source, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    if isinstance(src, Database):
+        return await src.fetchall(sql, params)
+    async with src.execute(sql, params) as cursor:
+        return list(await cursor.fetchall())
+
+
+async def _fetchone(src: Source, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    if isinstance(src, Database):
+        return await src.fetchone(sql, params)
+    async with src.execute(sql, params) as cursor:
+        return await cursor.fetchone()
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else from_db_time(value)
+
+
+def _record(row: aiosqlite.Row) -> JobRecord:
+    created = from_db_time(row["created_at"])
+    return JobRecord(
+        id=row["id"],
+        guild_id=row["guild_id"],
+        channel_id=row["channel_id"],
+        user_id=row["user_id"],
+        provider=row["provider"],
+        model=row["model"],
+        mode=Mode(row["mode"]),
+        prompt=row["prompt"],
+        status=Status(row["status"]),
+        params_json=row["params_json"],
+        adjustments=[Adjustment.model_validate(a) for a in json.loads(row["adjustments_json"])],
+        provider_job_id=row["provider_job_id"],
+        provider_data=json.loads(row["provider_data_json"]) if row["provider_data_json"] else {},
+        seconds=row["seconds"],
+        cost_usd=row["cost_usd"],
+        progress=row["progress"],
+        failure_reason=row["failure_reason"],
+        attempts=row["attempts"],
+        input_dir=Path(row["input_dir"]) if row["input_dir"] else None,
+        interaction_message_id=row["interaction_message_id"],
+        result_message_id=row["result_message_id"],
+        result_channel_id=row["result_channel_id"],
+        origin=row["origin"],
+        created_at=created,
+        submitted_at=_time(row["submitted_at"]),
+        provider_done_at=_time(row["provider_done_at"]),
+        finished_at=_time(row["finished_at"]),
+        updated_at=from_db_time(row["updated_at"]),
+    )
+
+
+# Columns the tracker may set besides `status`, and how each value is stored.
+def _encode_field(name: str, value: Any) -> tuple[str, Any]:
+    if name == "provider_data":
+        return "provider_data_json", None if value is None else json.dumps(value)
+    if name == "adjustments":
+        return "adjustments_json", json.dumps(
+            [a.model_dump(mode="json") if isinstance(a, Adjustment) else a for a in value]
+        )
+    if name == "input_dir":
+        return "input_dir", None if value is None else str(value)
+    if name in {"submitted_at", "provider_done_at", "finished_at"}:
+        return name, None if value is None else to_db_time(value)
+    if name in {
+        "provider_job_id",
+        "seconds",
+        "cost_usd",
+        "progress",
+        "failure_reason",
+        "attempts",
+        "result_message_id",
+        "result_channel_id",
+        "interaction_message_id",
+    }:
+        return name, value
+    raise ValueError(f"jobs.{name} cannot be set through the job store")
+
+
+async def _update(
+    conn: aiosqlite.Connection, job_id: int, now: datetime, values: dict[str, Any]
+) -> None:
+    columns = ["updated_at = ?"]
+    params: list[Any] = [to_db_time(now)]
+    for name, value in values.items():
+        column, encoded = _encode_field(name, value)
+        columns.append(f"{column} = ?")
+        params.append(encoded)
+    params.append(job_id)
+    await conn.execute(f"UPDATE jobs SET {', '.join(columns)} WHERE id = ?", params)  # noqa: S608
+
+
+async def _event(
+    conn: aiosqlite.Connection,
+    job_id: int,
+    from_status: Status | None,
+    to_status: Status,
+    reason: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO job_events (job_id, at, from_status, to_status, reason) VALUES (?,?,?,?,?)",
+        (job_id, to_db_time(now), from_status, to_status, reason),
+    )
+
+
+# ----- writes ----------------------------------------------------------------------------
+
+
+async def insert_job(
+    conn: aiosqlite.Connection,
+    *,
+    guild_id: int | None,
+    channel_id: int | None,
+    user_id: int,
+    request: NegotiatedRequest,
+    input_dir: Path | None,
+    origin: str = "discord",
+    now: datetime,
+) -> int:
+    """Write a new job in status `pending` (call inside the caller's transaction)."""
+    at = to_db_time(now)
+    cursor = await conn.execute(
+        "INSERT INTO jobs (guild_id, channel_id, user_id, provider, model, mode, prompt,"
+        " params_json, adjustments_json, status, seconds, cost_usd, input_dir, origin,"
+        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            guild_id,
+            channel_id,
+            user_id,
+            request.provider,
+            request.model,
+            request.mode.value,
+            request.prompt,
+            request.model_dump_json(),
+            json.dumps([a.model_dump(mode="json") for a in request.adjustments]),
+            Status.PENDING.value,
+            float(request.duration),
+            request.cost_usd,
+            None if input_dir is None else str(input_dir),
+            origin,
+            at,
+            at,
+        ),
+    )
+    job_id = int(cursor.lastrowid or 0)
+    await _event(conn, job_id, None, Status.PENDING, f"created ({origin})", now)
+    return job_id
+
+
+async def transition(
+    conn: aiosqlite.Connection,
+    job_id: int,
+    to_status: Status | str,
+    *,
+    reason: str,
+    now: datetime,
+    **fields: Any,
+) -> None:
+    """Move a job to `to_status` (validated), set `fields`, and write a job_events row.
+
+    Timestamps are filled in when not given: `submitted_at` on `submitted`,
+    `provider_done_at` on the first `downloading`, `finished_at` on a terminal status.
+    Raises UnknownJobError / InvalidTransitionError (the caller's transaction then rolls back).
+    """
+    target = Status(to_status)
+    row = await _fetchone(conn, "SELECT status, provider_done_at FROM jobs WHERE id = ?", (job_id,))
+    if row is None:
+        raise UnknownJobError(job_id)
+    current = Status(row["status"])
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransitionError(job_id, current, target)
+    values = dict(fields)
+    if target is Status.SUBMITTED:
+        values.setdefault("submitted_at", now)
+    if target is Status.DOWNLOADING and row["provider_done_at"] is None:
+        values.setdefault("provider_done_at", now)
+    if target in TERMINAL_STATUSES:
+        values.setdefault("finished_at", now)
+    await conn.execute("UPDATE jobs SET status = ? WHERE id = ?", (target.value, job_id))
+    await _update(conn, job_id, now, values)
+    await _event(conn, job_id, current, target, reason, now)
+
+
+async def update_job(
+    conn: aiosqlite.Connection, job_id: int, *, now: datetime, **fields: Any
+) -> None:
+    """Set fields without a status change (progress, attempts, resume data...)."""
+    await _update(conn, job_id, now, fields)
+
+
+async def add_note(conn: aiosqlite.Connection, job_id: int, *, reason: str, now: datetime) -> None:
+    """An event row without a status change (e.g. a submission retry), for the audit trail."""
+    row = await _fetchone(conn, "SELECT status FROM jobs WHERE id = ?", (job_id,))
+    if row is None:
+        raise UnknownJobError(job_id)
+    status = Status(row["status"])
+    await _event(conn, job_id, status, status, reason, now)
+
+
+async def record_delivery(
+    conn: aiosqlite.Connection,
+    job_id: int,
+    *,
+    channel_id: int | None,
+    message_id: int | None,
+    now: datetime,
+) -> None:
+    """Remember where the clip was posted. Done (and committed) before `delivered`."""
+    await _update(
+        conn, job_id, now, {"result_channel_id": channel_id, "result_message_id": message_id}
+    )
+
+
+async def set_interaction_message(db: Database, job_id: int, message_id: int) -> None:
+    await db.execute(
+        "UPDATE jobs SET interaction_message_id = ? WHERE id = ?", (message_id, job_id)
+    )
+
+
+# ----- reads -----------------------------------------------------------------------------
+
+
+async def get_job(src: Source, job_id: int) -> JobRecord | None:
+    row = await _fetchone(src, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+    return None if row is None else _record(row)
+
+
+async def list_active(src: Source) -> list[JobRecord]:
+    """Every unfinished job, oldest first."""
+    # Phrased like the partial index `jobs_active`, so SQLite uses it.
+    rows = await _fetchall(
+        src,
+        "SELECT * FROM jobs WHERE status NOT IN ('delivered', 'failed', 'cancelled', 'expired')"
+        " ORDER BY id",
+    )
+    return [_record(row) for row in rows]
+
+
+async def list_for_user(
+    src: Source, guild_id: int | None, user_id: int, limit: int = 10
+) -> list[JobRecord]:
+    """A member's most recent jobs, newest first."""
+    rows = await _fetchall(
+        src,
+        "SELECT * FROM jobs WHERE guild_id IS ? AND user_id = ? ORDER BY id DESC LIMIT ?",
+        (guild_id, user_id, limit),
+    )
+    return [_record(row) for row in rows]
+
+
+async def list_events(src: Source, job_id: int) -> list[JobEvent]:
+    rows = await _fetchall(src, "SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
+    return [
+        JobEvent(
+            id=row["id"],
+            job_id=row["job_id"],
+            at=from_db_time(row["at"]),
+            from_status=Status(row["from_status"]) if row["from_status"] else None,
+            to_status=Status(row["to_status"]),
+            reason=row["reason"],
+        )
+        for row in rows
+    ]
+
+
+async def count_active_for_user(src: Source, guild_id: int | None, user_id: int) -> int:
+    """Unfinished jobs of one member (the admission limit counts these)."""
+    row = await _fetchone(
+        src,
+        "SELECT COUNT(*) FROM jobs WHERE guild_id IS ? AND user_id = ?"
+        " AND status NOT IN ('delivered', 'failed', 'cancelled', 'expired')",
+        (guild_id, user_id),
+    )
+    return int(row[0]) if row else 0
+
+
+async def count_active(src: Source, provider: str | None = None) -> dict[str, int]:
+    """Unfinished jobs per status (optionally for one provider)."""
+    sql = (
+        "SELECT status, COUNT(*) AS n FROM jobs"
+        " WHERE status NOT IN ('delivered', 'failed', 'cancelled', 'expired')"
+    )
+    params: tuple[Any, ...] = ()
+    if provider is not None:
+        sql += " AND provider = ?"
+        params = (provider,)
+    rows = await _fetchall(src, sql + " GROUP BY status", params)
+    return {row["status"]: int(row["n"]) for row in rows}
+
+
+async def pending_position(src: Source, job_id: int) -> int | None:
+    """1-based place among the provider's pending jobs in arrival order (None if not pending).
+
+    The tracker's `queue_position()` is the live answer (it interleaves members fairly);
+    this one is for readers without a tracker, e.g. an admin CLI.
+    """
+    row = await _fetchone(
+        src,
+        "SELECT COUNT(*) FROM jobs AS other, jobs AS me WHERE me.id = ? AND me.status = 'pending'"
+        " AND other.status = 'pending' AND other.provider = me.provider AND other.id <= me.id",
+        (job_id,),
+    )
+    count = int(row[0]) if row else 0
+    return count or None
+
+
+async def recent_durations(src: Source, provider: str, *, limit: int = 500) -> list[DurationSample]:
+    """Submission → provider-done times of the provider's most recent finished jobs."""
+    rows = await _fetchall(
+        src,
+        "SELECT model, seconds, params_json, submitted_at, provider_done_at FROM jobs"
+        " WHERE provider = ? AND submitted_at IS NOT NULL AND provider_done_at IS NOT NULL"
+        " ORDER BY id DESC LIMIT ?",
+        (provider, limit),
+    )
+    samples: list[DurationSample] = []
+    for row in reversed(rows):
+        params = json.loads(row["params_json"])
+        elapsed = (
+            from_db_time(row["provider_done_at"]) - from_db_time(row["submitted_at"])
+        ).total_seconds()
+        if elapsed <= 0:
+            continue
+        samples.append(
+            DurationSample(
+                provider=provider,
+                model=row["model"],
+                duration=int(params.get("duration", row["seconds"])),
+                width=int(params.get("width", 0)),
+                height=int(params.get("height", 0)),
+                fps=int(params.get("fps", 0)),
+                seconds=elapsed,
+            )
+        )
+    return samples

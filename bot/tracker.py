@@ -1,0 +1,1594 @@
+"""JobTracker: drives every job from its row to a posted clip, across restarts.
+
+Design (issue #4):
+
+* **State lives in SQLite** (`bot/store/jobs.py`): every status change is validated and
+  written with a `job_events` row; in-memory structures are only a schedule and are rebuilt
+  from the table by `start()`.
+* **One dispatcher task** keeps a heap of (due time, job) and sleeps until the earliest due
+  entry, a refill of a provider's request budget, or a wake-up (enqueue, cancel, a finished
+  work item). Due work runs as short tasks (one provider call plus its bookkeeping), bounded
+  per provider by `max_parallel_requests`; there is no long-lived task per job.
+* **Request budget per provider**: every submit/status/download/cancel call takes a token
+  from the provider's bucket (`requests_per_second`, plus `submits_per_second` for submits).
+  When more calls are due than the budget allows, downloads go first, then polls in order
+  of how likely the job is finished (elapsed / expected time), with a fresh submission
+  ranked like a poll of a job at exactly its expected time.
+* **Adaptive polling**: the expected provider time of a job is learned per (provider, model,
+  duration, width, height, fps) from recent jobs (median and spread of the last
+  `history_size`), falling back to a fit over the provider's other sizes, then to a provider
+  hint (`expected_seconds(request)` or `delay_seconds`, e.g. the simulator), then to
+  `prior_base_seconds + prior_seconds_per_video_second * duration`. The first poll lands at
+  the expected time (`first_poll_lead` spreads earlier), then every `spread` seconds (at least
+  `min_poll_interval_seconds`), backing off slowly once a job is long overdue. A provider's
+  own ETA/progress, when it reports one, takes precedence.
+* **Errors**: `RateLimitedError` pauses the whole provider for `retry_after` and halves its
+  rate (recovering gradually); transient errors back off per job (exponential, jitter) and,
+  after three in a row for the provider, pause the provider (circuit breaker).
+* **Fairness**: pending jobs wait in a per-provider round-robin queue across members, for a
+  provider slot (`max_concurrency`: jobs submitted and not yet finished there).
+* **Delivery** is at-least-once with a single-write window: the clip is posted by the sink,
+  its message id is committed, then the job is marked delivered (and its quota settled) in a
+  second transaction. A restart re-posts only a `delivering` job without a message id, so a
+  duplicate post needs a crash in the instant between Discord accepting the post and the
+  commit of one local row; a crash during the (long) upload re-posts once and never loses
+  the clip.
+* **Quota**: a terminal state is written in the same transaction as `bot.quota.settle`
+  (delivered) or `bot.quota.refund` (failed, cancelled, expired).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import importlib
+import logging
+import math
+import os
+import random
+import shutil
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from bot.db import Database, utcnow
+from bot.providers.base import (
+    Adjustment,
+    AuthenticationError,
+    InvalidRequestError,
+    JobFailedError,
+    JobNotFoundError,
+    JobState,
+    JobStatus,
+    NegotiatedRequest,
+    Provider,
+    ProviderError,
+    ProviderJob,
+    RateLimitedError,
+    TransientError,
+)
+from bot.scheduling import create_task
+from bot.store import jobs as store
+from bot.store.jobs import InvalidTransitionError, JobRecord, Status
+
+log = logging.getLogger(__name__)
+
+# Member-facing reasons (job_ended).
+MSG_MISCONFIGURED = "the video service is misconfigured; an admin has been notified"
+MSG_DISK = "the finished clip could not be saved on the bot's server; an admin has been notified"
+MSG_DOWNLOAD = "the finished clip could not be downloaded from the video service"
+MSG_POST = "the finished clip could not be posted"
+MSG_INTERNAL = "something went wrong on the bot's side; an admin has been notified"
+MSG_GONE = "the video service no longer knows this job (it expired there)"
+MSG_PROVIDER_FAILED = "the video service could not make this video"
+
+# A due poll of a job at exactly its expected finish ranks like a pending submission.
+_SUBMIT_SCORE = 1.0
+
+
+class DeliveryReceipt(BaseModel):
+    """Where the clip was posted (message id None: nothing to remember, e.g. the CLI)."""
+
+    channel_id: int | None
+    message_id: int | None
+
+
+class DeliverySink(Protocol):
+    """Implemented by the Discord cog (and the CLI); bot/ has no Discord UI code.
+
+    Notifications (`job_queued`, `job_started`, `job_progress`, `job_ended`) are best effort:
+    an exception is logged and ignored. `job_completed` must post the clip and return where;
+    raising means "not posted": it is retried (`delivery_attempts`), except a
+    `bot.media.MediaError`, which fails the job with its `message`.
+    """
+
+    async def job_queued(self, job: JobRecord, position: int) -> None: ...
+
+    async def job_started(self, job: JobRecord) -> None: ...
+
+    async def job_progress(
+        self, job: JobRecord, progress: float | None, eta_seconds: float | None
+    ) -> None: ...
+
+    async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt: ...
+
+    async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None: ...
+
+
+class TrackerSettings(BaseModel):
+    """Knobs of the tracker. Per-provider dicts are keyed by provider name."""
+
+    # Admission limit, enforced by the service with `jobs.count_active_for_user`.
+    max_active_per_member: int = Field(default=2, ge=1)
+    # Request budget: default `limits.requests_per_minute / 60` (and `submits_per_minute`).
+    requests_per_second: dict[str, float] = Field(default_factory=dict)
+    submits_per_second: dict[str, float] = Field(default_factory=dict)
+    burst_seconds: float = Field(default=1.0, gt=0)  # bucket size = rate * this (>= 1 call)
+    # Jobs in flight at a provider (submitted, not finished); default `limits.max_concurrency`.
+    max_concurrency: dict[str, int] = Field(default_factory=dict)
+    max_parallel_requests: int = Field(default=16, ge=1)  # HTTP calls in flight per provider
+    max_parallel_deliveries: int = Field(default=4, ge=1)
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    progress_interval_seconds: float = Field(default=5.0, ge=0)  # min gap per job
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)  # expiry + queue positions
+    # Polling plan.
+    min_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    max_poll_interval_seconds: float = Field(default=60.0, gt=0)
+    first_poll_lead: float = 0.0  # first poll at expected + lead * spread
+    window_gap_factor: float = Field(default=1.0, gt=0)  # poll gap near expected = spread * f
+    overdue_backoff: float = Field(default=0.2, ge=0)  # long overdue: gap >= this * overdue
+    prior_base_seconds: float = Field(default=30.0, ge=0)
+    prior_seconds_per_video_second: float = Field(default=6.0, ge=0)
+    prior_spread_fraction: float = Field(default=0.15, gt=0)
+    history_size: int = Field(default=50, ge=1)
+    # Errors.
+    error_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    error_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    provider_pause_max_seconds: float = Field(default=30.0, gt=0)
+    download_attempts: int = Field(default=6, ge=1)
+    delivery_attempts: int = Field(default=5, ge=1)
+    max_internal_errors: int = Field(default=5, ge=1)
+    # Age limit for providers that state no `job_expiry`.
+    max_job_age_seconds: float = Field(default=86_400.0, gt=0)
+
+
+# ----- duration model and polling plan ----------------------------------------------------
+
+Key = tuple[str, str | None, int, int, int, int]  # provider, model, duration, w, h, fps
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Belief about a job's provider time (seconds from submission to done)."""
+
+    expected: float
+    spread: float
+    samples: int
+
+
+def job_key(provider: str, request: NegotiatedRequest) -> Key:
+    return (
+        provider,
+        request.model,
+        request.duration,
+        request.width,
+        request.height,
+        request.fps,
+    )
+
+
+def _work(key: Key) -> float:
+    return key[2] * key[3] * key[4] * max(key[5], 1) / 1e9
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = q * (len(sorted_values) - 1)
+    low = math.floor(pos)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
+
+
+class DurationModel:
+    """Recent provider times per job class, with a fit across sizes for unseen classes."""
+
+    def __init__(self, settings: TrackerSettings) -> None:
+        self.settings = settings
+        self._samples: dict[Key, deque[float]] = {}
+        self._by_model: dict[tuple[str, str | None], deque[tuple[float, float]]] = {}
+        self._cache: dict[Key, Estimate] = {}
+        self._fits: dict[tuple[str, str | None], tuple[float, float] | None] = {}
+
+    def add(self, key: Key, seconds: float) -> None:
+        if seconds <= 0 or not math.isfinite(seconds):
+            return
+        size = self.settings.history_size
+        self._samples.setdefault(key, deque(maxlen=size)).append(seconds)
+        self._by_model.setdefault(key[:2], deque(maxlen=max(size * 4, 200))).append(
+            (_work(key), seconds)
+        )
+        self._cache = {k: v for k, v in self._cache.items() if k[:2] != key[:2]}
+        self._fits.pop(key[:2], None)
+
+    def has_samples(self, key: Key) -> bool:
+        return bool(self._samples.get(key))
+
+    def estimate(self, key: Key, prior: float) -> Estimate:
+        cached = self._cache.get(key)
+        if cached is not None and cached.samples > 0:
+            return cached
+        samples = self._samples.get(key)
+        if samples:
+            values = sorted(samples)
+            median = _quantile(values, 0.5)
+            if len(values) >= 4:
+                spread = (_quantile(values, 0.84) - _quantile(values, 0.16)) / 2
+            else:
+                spread = max((values[-1] - values[0]) / 2, 0.05 * median)
+            est = Estimate(median, max(spread, 0.25), len(values))
+            self._cache[key] = est
+            return est
+        fitted = self._fit(key)
+        base = fitted if fitted is not None else prior
+        return Estimate(base, max(0.5, base * self.settings.prior_spread_fraction), 0)
+
+    def _fit(self, key: Key) -> float | None:
+        """Least squares `seconds = a + b * work` over the provider/model's recent jobs."""
+        group = key[:2]
+        if group not in self._fits:
+            self._fits[group] = self._solve(self._by_model.get(group, ()))
+        coef = self._fits[group]
+        if coef is None:
+            return None
+        return max(1.0, coef[0] + coef[1] * _work(key))
+
+    @staticmethod
+    def _solve(points: Iterable[tuple[float, float]]) -> tuple[float, float] | None:
+        pts = list(points)
+        if len(pts) < 3 or len({round(x, 9) for x, _ in pts}) < 2:
+            return None
+        n = len(pts)
+        mean_x = sum(x for x, _ in pts) / n
+        mean_y = sum(y for _, y in pts) / n
+        var = sum((x - mean_x) ** 2 for x, _ in pts)
+        if var <= 0:
+            return None
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in pts) / var
+        if slope < 0:
+            return (mean_y, 0.0)
+        return (mean_y - slope * mean_x, slope)
+
+
+def first_poll_after(est: Estimate, settings: TrackerSettings) -> float:
+    """Seconds after submission for the first status call."""
+    return max(
+        settings.min_poll_interval_seconds, est.expected + settings.first_poll_lead * est.spread
+    )
+
+
+def next_poll_delay(elapsed: float, est: Estimate, settings: TrackerSettings) -> float:
+    """Seconds until the next status call after one at `elapsed` said "not done yet"."""
+    low, high = settings.min_poll_interval_seconds, settings.max_poll_interval_seconds
+    start = first_poll_after(est, settings)
+    if elapsed < start - low:  # polled early (restart, provider hint): wait for the window
+        return min(high, start - elapsed)
+    gap = max(low, est.spread * settings.window_gap_factor)
+    overdue = elapsed - est.expected
+    if overdue > 3 * est.spread:
+        gap = max(gap, settings.overdue_backoff * overdue)
+    return min(high, gap)
+
+
+def backoff_delay(errors: int, settings: TrackerSettings) -> float:
+    """Exponential backoff with jitter (half fixed, half random)."""
+    raw = min(
+        settings.error_backoff_max_seconds,
+        settings.error_backoff_base_seconds * 2.0 ** max(errors - 1, 0),
+    )
+    return raw / 2 + random.uniform(0, raw / 2)  # noqa: S311 - jitter, not crypto
+
+
+# ----- rate budget and fair queue -----------------------------------------------------------
+
+
+class TokenBucket:
+    """A token bucket on the loop clock; `factor` scales the rate (lowered after 429s)."""
+
+    def __init__(self, rate: float, capacity: float, now: float) -> None:
+        self.base_rate = rate
+        self.factor = 1.0
+        self.capacity = max(1.0, capacity)
+        self.tokens = self.capacity
+        self.stamp = now
+
+    @property
+    def rate(self) -> float:
+        return self.base_rate * self.factor
+
+    def _refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def available(self, now: float) -> float:
+        self._refill(now)
+        return self.tokens
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def wait(self, now: float) -> float:
+        """Seconds until one token is available."""
+        self._refill(now)
+        if self.tokens >= 1:
+            return 0.0
+        return (1 - self.tokens) / self.rate + max(0.0, self.stamp - now)
+
+    def borrow(self, now: float) -> float:
+        """Take a token now, going into debt; returns how long the caller should wait."""
+        self._refill(now)
+        self.tokens -= 1
+        return max(0.0, self.stamp - now) + max(0.0, -self.tokens / self.rate)
+
+    def empty_until(self, when: float) -> None:
+        self.tokens = min(self.tokens, 0.0)
+        self.stamp = max(self.stamp, when)
+
+
+Member = tuple[int | None, int]
+
+
+class FairQueue:
+    """Pending jobs per member, served round-robin across members."""
+
+    def __init__(self) -> None:
+        self._members: OrderedDict[Member, deque[int]] = OrderedDict()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __contains__(self, job_id: object) -> bool:
+        return any(job_id in q for q in self._members.values())
+
+    def push(self, member: Member, job_id: int, *, front: bool = False) -> None:
+        queue = self._members.get(member)
+        if queue is None:
+            queue = self._members[member] = deque()
+        if front:
+            queue.appendleft(job_id)
+            self._members.move_to_end(member, last=False)
+        else:
+            queue.append(job_id)
+        self._size += 1
+
+    def pop(self) -> int:
+        member, queue = next(iter(self._members.items()))
+        job_id = queue.popleft()
+        if queue:
+            self._members.move_to_end(member)
+        else:
+            del self._members[member]
+        self._size -= 1
+        return job_id
+
+    def remove(self, member: Member, job_id: int) -> bool:
+        queue = self._members.get(member)
+        if queue is None or job_id not in queue:
+            return False
+        queue.remove(job_id)
+        if not queue:
+            del self._members[member]
+        self._size -= 1
+        return True
+
+    def positions(self) -> dict[int, int]:
+        """1-based serving order of every queued job."""
+        out: dict[int, int] = {}
+        queues = list(self._members.values())
+        depth = 0
+        place = 0
+        while queues:
+            still: list[deque[int]] = []
+            for queue in queues:
+                if depth < len(queue):
+                    place += 1
+                    out[queue[depth]] = place
+                    if depth + 1 < len(queue):
+                        still.append(queue)
+            queues = still
+            depth += 1
+        return out
+
+    def position(self, member: Member, job_id: int) -> int | None:
+        queue = self._members.get(member)
+        if queue is None or job_id not in queue:
+            return None
+        depth = queue.index(job_id)
+        place = 0
+        before = True
+        for other, q in self._members.items():
+            if other == member:
+                before = False
+                place += depth
+                continue
+            place += min(len(q), depth + 1 if before else depth)
+        return place + 1
+
+
+# ----- per-job and per-provider state --------------------------------------------------------
+
+_SUBMIT, _POLL, _DOWNLOAD, _DELIVER = "submit", "poll", "download", "deliver"
+
+
+@dataclass(eq=False)
+class _Entry:
+    job: JobRecord
+    key: Key
+    est: Estimate
+    seq: int = 0
+    where: str = ""  # "heap" | "queue" | "ready" | "" (busy or nowhere)
+    busy: bool = False
+    cancelled: bool = False
+    submitted_mono: float = 0.0
+    last_poll_mono: float | None = None
+    last_poll_elapsed: float | None = None  # the latest "not done yet" answer
+    eta_at: float | None = None  # provider-reported finish (loop clock)
+    polls: int = 0
+    errors: int = 0
+    internal_errors: int = 0
+    downloads: int = 0
+    deliveries: int = 0
+    progress_at: float = -math.inf
+    reported_position: int | None = None
+    retry_front: bool = False
+    later: float | None = None  # due time chosen while a work item runs (pushed when it ends)
+
+    @property
+    def id(self) -> int:
+        return self.job.id
+
+
+@dataclass(eq=False)
+class _ProviderState:
+    name: str
+    provider: Provider
+    bucket: TokenBucket
+    submit_bucket: TokenBucket | None
+    slots: int
+    queue: FairQueue = field(default_factory=FairQueue)
+    ready_polls: dict[int, _Entry] = field(default_factory=dict)
+    ready_downloads: deque[_Entry] = field(default_factory=deque)
+    occupying: set[int] = field(default_factory=set)
+    inflight: int = 0
+    paused_until: float = 0.0
+    error_streak: int = 0
+    limited_streak: int = 0
+    probing: bool = False  # after an outage pause: one call at a time until one succeeds
+
+    def has_work(self) -> bool:
+        return bool(self.ready_polls or self.ready_downloads or self.queue)
+
+    def can_submit(self, now: float) -> bool:
+        if not self.queue or len(self.occupying) >= self.slots:
+            return False
+        return self.submit_bucket is None or self.submit_bucket.available(now) >= 1
+
+
+class _Stop(Exception):
+    """Internal: the job left the tracker while a call was in flight."""
+
+
+def _quota() -> Any:
+    """`bot.quota`, imported when first needed (it is a sibling module under construction)."""
+    return importlib.import_module("bot.quota")
+
+
+class JobTracker:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        providers: Mapping[str, Provider],
+        *,
+        data_dir: Path,
+        sink: DeliverySink,
+        settings: TrackerSettings | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.providers = providers
+        self.data_dir = data_dir
+        self.clips_dir = data_dir / "clips"
+        self.sink = sink
+        self.settings = settings or TrackerSettings()
+        self.clock = clock
+        self.model = DurationModel(self.settings)
+        self._entries: dict[int, _Entry] = {}
+        self._polling: dict[Key, set[int]] = {}  # submitted/running jobs per class
+        self._states: dict[str, _ProviderState] = {}
+        self._heap: list[tuple[float, int, int]] = []
+        self._ready_deliveries: deque[_Entry] = deque()
+        self._delivering = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._started = False
+        self._stopping = False
+        self._next_wake = math.inf
+        self._next_sweep = 0.0
+        self._notifier: asyncio.Task[Any] | None = None
+        self.stats: dict[str, int] = {"submit": 0, "poll": 0, "download": 0, "cancel": 0}
+
+    # ----- public API ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume every unfinished job from the database and start the dispatcher."""
+        if self._started:
+            return
+        self._started = True
+        self._stopping = False
+        self._next_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for name, provider in self.providers.items():
+            self._states[name] = self._make_state(name, provider, now)
+            for sample in await store.recent_durations(self.db, name):
+                key = (name, sample.model, sample.duration, sample.width, sample.height, sample.fps)
+                self.model.add(key, sample.seconds)
+        active = await store.list_active(self.db)
+        await asyncio.to_thread(self._clean_clips, {j.id for j in active})
+        for job in active:
+            try:
+                await self._recover(job)
+            except Exception:
+                log.exception("job %s: could not be resumed; will retry", job.id)
+        self._dispatcher = create_task(self._run(), name="job-tracker-dispatcher")
+        log.info("job tracker started with %d unfinished job(s)", len(active))
+
+    async def stop(self) -> None:
+        """Stop taking work, give in-flight calls the grace period, leave the rest resumable."""
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        tasks = set(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.info(
+                    "stopping: %d call(s) interrupted; their jobs resume on start", len(pending)
+                )
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._started = False
+        self._entries.clear()
+        self._states.clear()
+        self._heap.clear()
+        self._ready_deliveries.clear()
+
+    async def enqueue(self, job_id: int) -> None:
+        """Take a freshly admitted job (row already written by `insert_job`)."""
+        if not self._started or self._stopping or job_id in self._entries:
+            return  # start() picks it up from the table
+        job = await store.get_job(self.db, job_id)
+        if job is None or job.status is not Status.PENDING:
+            log.warning("enqueue(%s): no pending job with that id", job_id)
+            return
+        if job_id in self._entries:
+            return
+        await self._recover(job)
+        self._wake.set()
+
+    async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
+        """Cancel a job unless it is already finished or being posted; refunds its quota."""
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            job = await store.get_job(conn, job_id)
+            if job is None or Status.CANCELLED not in store.TRANSITIONS[job.status]:
+                return False
+            note = reason if by is None else f"{reason} (by {by})"
+            await store.transition(
+                conn, job_id, Status.CANCELLED, reason=note, now=now, failure_reason=reason
+            )
+            await _quota().refund(conn, job_id, reason=note, now=now)
+            job = await store.get_job(conn, job_id)
+        assert job is not None
+        entry = self._entries.get(job_id)
+        if entry is not None:
+            entry.cancelled = True
+            self._drop(entry)
+        await asyncio.to_thread(self._remove_files, job)
+        pjob = job.provider_job
+        if pjob is not None:
+            self._spawn_aux(self._cancel_remote(pjob), f"job-{job_id}-cancel")
+        await self._notify("job_ended", job, "cancelled", reason)
+        self._wake.set()
+        return True
+
+    def queue_position(self, job_id: int) -> int | None:
+        """1-based place among the provider's pending jobs (None when not waiting)."""
+        entry = self._entries.get(job_id)
+        if entry is None or entry.job.status is not Status.PENDING:
+            return None
+        state = self._states.get(entry.job.provider)
+        if state is None:
+            return None
+        position = state.queue.position(entry.job.member, job_id)
+        return 1 if position is None else position
+
+    # ----- recovery ----------------------------------------------------------------------
+
+    def _make_state(self, name: str, provider: Provider, now: float) -> _ProviderState:
+        limits = provider.limits
+        s = self.settings
+        rate = s.requests_per_second.get(name, limits.requests_per_minute / 60)
+        submits = s.submits_per_second.get(name, getattr(limits, "submits_per_minute", 0) / 60)
+        return _ProviderState(
+            name=name,
+            provider=provider,
+            bucket=TokenBucket(rate, rate * s.burst_seconds, now),
+            submit_bucket=TokenBucket(submits, submits * s.burst_seconds, now)
+            if submits > 0
+            else None,
+            slots=s.max_concurrency.get(name, limits.max_concurrency),
+        )
+
+    def _prior(self, provider: Provider, request: NegotiatedRequest) -> float:
+        hint = getattr(provider, "expected_seconds", None)
+        if callable(hint):
+            try:
+                value = float(hint(request))
+                if value > 0:
+                    return value
+            except Exception:
+                log.debug("expected_seconds hint failed", exc_info=True)
+        delay = getattr(provider, "delay_seconds", None)
+        if isinstance(delay, int | float) and delay > 0:
+            return float(delay)
+        s = self.settings
+        return s.prior_base_seconds + s.prior_seconds_per_video_second * request.duration
+
+    def _estimate(self, entry: _Entry) -> Estimate:
+        provider = self.providers[entry.job.provider]
+        return self.model.estimate(entry.key, self._prior(provider, entry.job.request))
+
+    async def _recover(self, job: JobRecord) -> None:
+        """Put one unfinished job back on the schedule according to its status."""
+        loop = asyncio.get_running_loop()
+        state = self._states.get(job.provider)
+        if state is None:
+            await self._end(
+                None,
+                job,
+                Status.FAILED,
+                reason=f"provider {job.provider} is not configured",
+                member=f"the video service `{job.provider}` is no longer configured here",
+            )
+            return
+        key = job_key(job.provider, job.request)
+        entry = _Entry(job=job, key=key, est=Estimate(1.0, 1.0, 0))
+        entry.est = self._estimate(entry)
+        self._entries[job.id] = entry
+        if job.status is Status.PENDING:
+            if job.attempts > 0:
+                log.warning(
+                    "job %s: resubmitting after a restart; it had %d earlier submission "
+                    "attempt(s), so the provider may run it twice",
+                    job.id,
+                    job.attempts,
+                )
+            state.queue.push(job.member, job.id)
+            entry.where = "queue"
+            entry.reported_position = state.queue.position(job.member, job.id)
+            return
+        if job.input_dir is not None:
+            await self._discard_inputs(job)
+        if job.status is Status.DELIVERING and job.result_message_id is not None:
+            self._entries.pop(job.id, None)
+            await self._mark_delivered(None, job)
+            return
+        if job.status in (Status.SUBMITTED, Status.RUNNING):
+            state.occupying.add(job.id)
+            self._polling.setdefault(key, set()).add(job.id)
+            submitted = job.submitted_at or job.created_at
+            entry.submitted_mono = loop.time() - (self.clock() - submitted).total_seconds()
+            self._schedule_at(entry, self._plan_due(entry))
+            return
+        self._schedule_at(entry, loop.time())  # downloading / delivering: now
+
+    def _clean_clips(self, active_ids: set[int]) -> None:
+        """Remove partial downloads and clips of jobs that are no longer active."""
+        if not self.clips_dir.is_dir():
+            return
+        for path in self.clips_dir.iterdir():
+            stem = path.name.split(".", 1)[0]
+            if path.name.endswith(".part") or not stem.isdigit() or int(stem) not in active_ids:
+                path.unlink(missing_ok=True)
+
+    # ----- scheduling -----------------------------------------------------------------------
+
+    def _plan_due(self, entry: _Entry) -> float:
+        """Loop time of the next status call, from the current estimate."""
+        s = self.settings
+        if entry.eta_at is not None and entry.last_poll_mono is not None:
+            earliest = entry.last_poll_mono + s.min_poll_interval_seconds
+            latest = entry.last_poll_mono + s.max_poll_interval_seconds
+            return min(max(entry.eta_at, earliest), latest)
+        if entry.last_poll_mono is None or entry.last_poll_elapsed is None:
+            return entry.submitted_mono + first_poll_after(entry.est, s)
+        return entry.last_poll_mono + next_poll_delay(entry.last_poll_elapsed, entry.est, s)
+
+    def _schedule_at(self, entry: _Entry, due: float) -> None:
+        if entry.busy:  # its work item is still running: pushed when it ends
+            entry.later = due
+            return
+        entry.seq += 1
+        entry.where = "heap"
+        heapq.heappush(self._heap, (due, entry.seq, entry.id))
+        if due < self._next_wake:
+            self._wake.set()
+
+    def _schedule_in(self, entry: _Entry, delay: float) -> None:
+        self._schedule_at(entry, asyncio.get_running_loop().time() + max(0.0, delay))
+
+    def _drop(self, entry: _Entry) -> None:
+        """Forget a job (finished, cancelled, or handed back on stop)."""
+        self._entries.pop(entry.id, None)
+        self._polling.get(entry.key, set()).discard(entry.id)
+        state = self._states.get(entry.job.provider)
+        entry.seq += 1  # invalidates its heap item
+        if state is not None:
+            state.occupying.discard(entry.id)
+            if entry.where == "queue":
+                state.queue.remove(entry.job.member, entry.id)
+            state.ready_polls.pop(entry.id, None)
+            if entry in state.ready_downloads:
+                state.ready_downloads.remove(entry)
+        if entry in self._ready_deliveries:
+            self._ready_deliveries.remove(entry)
+        entry.where = ""
+
+    def _make_ready(self, entry: _Entry) -> None:
+        state = self._states[entry.job.provider]
+        status = entry.job.status
+        if status is Status.PENDING:
+            state.queue.push(entry.job.member, entry.id, front=entry.retry_front)
+            entry.where = "queue"
+        elif status in (Status.SUBMITTED, Status.RUNNING):
+            state.ready_polls[entry.id] = entry
+            entry.where = "ready"
+        elif status is Status.DOWNLOADING:
+            state.ready_downloads.append(entry)
+            entry.where = "ready"
+        elif status is Status.DELIVERING:
+            self._ready_deliveries.append(entry)
+            entry.where = "ready"
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            self._wake.clear()
+            now = loop.time()
+            try:
+                wake_at = self._dispatch(now)
+            except Exception:
+                log.exception("job tracker dispatcher error")
+                wake_at = now + 1.0
+            self._next_wake = wake_at
+            delay = wake_at - loop.time()
+            if delay <= 0:
+                await asyncio.sleep(0)
+                continue
+            try:
+                async with asyncio.timeout(delay if math.isfinite(delay) else None):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _dispatch(self, now: float) -> float:
+        """Start all work that is due and within budget; returns when to look again."""
+        while self._heap and self._heap[0][0] <= now:
+            _, seq, job_id = heapq.heappop(self._heap)
+            entry = self._entries.get(job_id)
+            if entry is None or entry.seq != seq or entry.where != "heap":
+                continue
+            self._make_ready(entry)
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.settings.sweep_interval_seconds
+            self._sweep()
+        wake = self._next_sweep
+        if self._heap:
+            wake = min(wake, self._heap[0][0])
+        for state in self._states.values():
+            wake = min(wake, self._dispatch_provider(state, now))
+        while self._ready_deliveries and self._delivering < self.settings.max_parallel_deliveries:
+            entry = self._ready_deliveries.popleft()
+            self._delivering += 1
+            self._spawn(entry, _DELIVER, None)
+        return wake
+
+    def _score(self, entry: _Entry, now: float) -> float:
+        expected = entry.est.expected
+        if entry.eta_at is not None:
+            expected = max(1.0, entry.eta_at - entry.submitted_mono)
+        return (now - entry.submitted_mono) / max(expected, 1.0)
+
+    def _dispatch_provider(self, state: _ProviderState, now: float) -> float:
+        if not state.has_work():
+            return math.inf
+        if state.paused_until > now:
+            return state.paused_until
+        limit = 1 if state.probing else self.settings.max_parallel_requests
+        wake = math.inf
+        order: list[_Entry] = []
+        index = 0
+        if state.ready_polls:
+            room = min(
+                self.settings.max_parallel_requests - state.inflight,
+                int(state.bucket.available(now)),
+            )
+            if room > 0:
+                polls = list(state.ready_polls.values())
+                if len(polls) > room:
+                    order = heapq.nlargest(room, polls, key=lambda e: self._score(e, now))
+                else:
+                    order = sorted(polls, key=lambda e: self._score(e, now), reverse=True)
+        while state.inflight < limit:
+            submit_ok = state.can_submit(now)
+            if not (state.ready_downloads or state.ready_polls or submit_ok):
+                if state.queue and len(state.occupying) < state.slots and state.submit_bucket:
+                    wake = min(wake, now + state.submit_bucket.wait(now))
+                break
+            if not state.bucket.take(now):
+                wake = min(wake, now + state.bucket.wait(now))
+                break
+            if state.ready_downloads:
+                entry = state.ready_downloads.popleft()
+                self._spawn(entry, _DOWNLOAD, state)
+                continue
+            while index < len(order) and order[index].id not in state.ready_polls:
+                index += 1
+            best = order[index] if index < len(order) else None
+            if best is None and state.ready_polls:
+                best = max(state.ready_polls.values(), key=lambda e: self._score(e, now))
+            if best is not None and (not submit_ok or self._score(best, now) >= _SUBMIT_SCORE):
+                del state.ready_polls[best.id]
+                index += 1
+                self._spawn(best, _POLL, state)
+                continue
+            job_id = state.queue.pop()
+            entry_or_none = self._entries.get(job_id)
+            if entry_or_none is None:
+                state.bucket.tokens += 1  # stale queue item: give the token back
+                continue
+            if state.submit_bucket is not None:
+                state.submit_bucket.take(now)
+            state.occupying.add(job_id)
+            self._spawn(entry_or_none, _SUBMIT, state)
+        return wake
+
+    def _spawn(self, entry: _Entry, kind: str, state: _ProviderState | None) -> None:
+        entry.busy = True
+        entry.where = ""
+        if state is not None:
+            state.inflight += 1
+            self.stats[kind] = self.stats.get(kind, 0) + 1
+        task = create_task(self._work(entry, kind, state), name=f"job-{entry.id}-{kind}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _spawn_aux(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not self._stopping:
+            self._wake.set()
+
+    def _sweep(self) -> None:
+        """Expire overdue jobs and report changed queue positions."""
+        now = self.clock()
+        for entry in list(self._entries.values()):
+            if entry.busy or entry.job.status is Status.DELIVERING:
+                continue
+            if now >= self._deadline(entry.job):
+                self._drop(entry)
+                entry.busy = True
+                self._spawn_aux(self._expire(entry), f"job-{entry.id}-expire")
+        if self._notifier is None or self._notifier.done():
+            changes: list[tuple[JobRecord, int]] = []
+            for state in self._states.values():
+                if not state.queue:
+                    continue
+                for job_id, position in state.queue.positions().items():
+                    queued = self._entries.get(job_id)
+                    if queued is None or queued.reported_position == position:
+                        continue
+                    if queued.reported_position is not None:
+                        changes.append((queued.job, position))
+                    queued.reported_position = position
+            if changes:
+                self._notifier = self._spawn_aux(self._notify_positions(changes), "queue-positions")
+
+    async def _notify_positions(self, changes: list[tuple[JobRecord, int]]) -> None:
+        for job, position in changes:
+            if job.id in self._entries and self._entries[job.id].job.status is Status.PENDING:
+                await self._notify("job_queued", job, position)
+
+    def _deadline(self, job: JobRecord) -> datetime:
+        provider = self.providers.get(job.provider)
+        expiry = provider.limits.job_expiry if provider is not None else None
+        if expiry is None:
+            expiry = timedelta(seconds=self.settings.max_job_age_seconds)
+        return job.created_at + expiry
+
+    # ----- work items ---------------------------------------------------------------------
+
+    async def _work(self, entry: _Entry, kind: str, state: _ProviderState | None) -> None:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if state is not None and not released:
+                released = True
+                state.inflight -= 1
+                self._wake.set()
+
+        try:
+            if kind == _SUBMIT:
+                assert state is not None
+                await self._submit(entry, state, release)
+            elif kind == _POLL:
+                assert state is not None
+                await self._poll(entry, state, release)
+            elif kind == _DOWNLOAD:
+                assert state is not None
+                await self._download(entry, state, release)
+            else:
+                await self._deliver(entry)
+            entry.internal_errors = 0
+        except asyncio.CancelledError:
+            raise
+        except _Stop:
+            pass
+        except Exception:
+            entry.internal_errors += 1
+            log.exception("job %s: %s step failed unexpectedly", entry.id, kind)
+            if entry.internal_errors >= self.settings.max_internal_errors and not entry.cancelled:
+                await self._end(
+                    entry, entry.job, Status.FAILED, reason="internal errors", member=MSG_INTERNAL
+                )
+            elif entry.id in self._entries and not entry.cancelled:
+                if kind == _SUBMIT and state is not None:
+                    state.occupying.discard(entry.id)
+                    entry.retry_front = True
+                self._schedule_in(entry, backoff_delay(entry.internal_errors, self.settings))
+        finally:
+            release()
+            if kind == _DELIVER:
+                self._delivering -= 1
+            entry.busy = False
+            later, entry.later = entry.later, None
+            if entry.id in self._entries and not entry.cancelled and not self._stopping:
+                if later is not None:
+                    self._schedule_at(entry, later)
+                elif entry.where == "":
+                    log.error("job %s: %s left it unscheduled; retrying shortly", entry.id, kind)
+                    self._schedule_in(entry, 5.0)
+
+    def _check_alive(self, entry: _Entry) -> None:
+        if entry.cancelled or self._entries.get(entry.id) is not entry:
+            raise _Stop
+
+    async def _expire_if_due(self, entry: _Entry) -> bool:
+        if self.clock() < self._deadline(entry.job):
+            return False
+        await self._expire(entry)
+        return True
+
+    async def _expire(self, entry: _Entry) -> None:
+        expiry = self._deadline(entry.job) - entry.job.created_at
+        hours = expiry.total_seconds() / 3600
+        await self._end(
+            entry,
+            entry.job,
+            Status.EXPIRED,
+            reason=f"older than {hours:g} h",
+            member=f"the video service did not finish it within {hours:g} h",
+        )
+
+    def _provider_error(self, state: _ProviderState, entry: _Entry, exc: ProviderError) -> None:
+        """A retryable failure: back off this job, and the provider if it keeps failing."""
+        loop_now = asyncio.get_running_loop().time()
+        if isinstance(exc, RateLimitedError):
+            state.limited_streak += 1
+            wait = exc.retry_after
+            if wait is None or wait <= 0:
+                wait = min(self.settings.provider_pause_max_seconds, 2.0**state.limited_streak)
+            wait *= random.uniform(1.0, 1.1)  # noqa: S311
+            until = loop_now + wait
+            if until > state.paused_until:
+                log.warning("%s: rate limited; pausing its calls for %.1fs", state.name, wait)
+            state.paused_until = max(state.paused_until, until)
+            state.bucket.empty_until(state.paused_until)
+            state.bucket.factor = max(0.1, state.bucket.factor / 2)
+            self._schedule_at(entry, state.paused_until)
+            return
+        entry.errors += 1
+        state.error_streak += 1
+        delay = backoff_delay(entry.errors, self.settings)
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after > 0:
+            delay = max(delay, float(retry_after))
+        if state.error_streak >= 3:
+            pause = min(
+                self.settings.provider_pause_max_seconds,
+                self.settings.error_backoff_base_seconds * 2 ** (state.error_streak - 3),
+            ) * random.uniform(0.8, 1.2)  # noqa: S311
+            state.paused_until = max(state.paused_until, loop_now + pause)
+            state.probing = True
+            log.warning(
+                "%s: %d failures in a row (%s); pausing its calls for %.1fs",
+                state.name,
+                state.error_streak,
+                exc,
+                pause,
+            )
+        else:
+            log.info("job %s: %s; retrying in %.1fs", entry.id, exc, delay)
+        self._schedule_in(entry, delay)
+
+    def _provider_ok(self, state: _ProviderState) -> None:
+        state.error_streak = 0
+        state.probing = False
+        state.limited_streak = 0
+        if state.bucket.factor < 1.0:
+            state.bucket.factor = min(1.0, state.bucket.factor + 0.02)
+
+    async def _submit(
+        self, entry: _Entry, state: _ProviderState, release: Callable[[], None]
+    ) -> None:
+        job = entry.job
+        if await self._expire_if_due(entry):
+            return
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            await store.update_job(conn, job.id, now=now, attempts=job.attempts + 1)
+        entry.job = job = job.model_copy(update={"attempts": job.attempts + 1})
+        try:
+            pjob = await state.provider.submit(job.request)
+        except (InvalidRequestError, AuthenticationError, JobFailedError) as exc:
+            release()
+            await self._end_for_error(entry, exc, stage="submission")
+            return
+        except ProviderError as exc:
+            release()
+            state.occupying.discard(job.id)
+            if not exc.retryable:
+                await self._end_for_error(entry, exc, stage="submission")
+                return
+            self._check_alive(entry)
+            entry.retry_front = True
+            self._provider_error(state, entry, exc)
+            return
+        except BaseException:
+            state.occupying.discard(job.id)
+            raise
+        release()
+        self._provider_ok(state)
+        entry.errors = 0
+        if entry.cancelled or self._entries.get(job.id) is not entry:
+            await self._abandon_submitted(job, pjob)
+            raise _Stop
+        now = self.clock()
+        fields = _merge_provider_report(job, pjob.adjustments, pjob.cost_usd)
+        try:
+            async with self.db.transaction() as conn:
+                await store.transition(
+                    conn,
+                    job.id,
+                    Status.SUBMITTED,
+                    reason=f"accepted by {state.name} as {pjob.job_id}",
+                    now=now,
+                    provider_job_id=pjob.job_id,
+                    provider_data=pjob.data,
+                    input_dir=None,
+                    **fields,
+                )
+                fresh = await store.get_job(conn, job.id)
+        except InvalidTransitionError:
+            await self._abandon_submitted(job, pjob)
+            raise _Stop from None
+        assert fresh is not None
+        entry.job = fresh
+        entry.submitted_mono = asyncio.get_running_loop().time()
+        entry.retry_front = False
+        self._polling.setdefault(entry.key, set()).add(entry.id)
+        if job.input_dir is not None:
+            await asyncio.to_thread(self._remove_dir, job.input_dir)
+        self._schedule_at(entry, self._plan_due(entry))
+        await self._notify("job_started", fresh)
+
+    async def _abandon_submitted(self, job: JobRecord, pjob: ProviderJob) -> None:
+        """Submission returned after the job was cancelled: cancel it at the provider too."""
+        log.info(
+            "job %s: accepted as %s after it was cancelled; cancelling there", job.id, pjob.job_id
+        )
+        try:
+            async with self.db.transaction() as conn:
+                await store.update_job(
+                    conn,
+                    job.id,
+                    now=self.clock(),
+                    provider_job_id=pjob.job_id,
+                    provider_data=pjob.data,
+                )
+        except Exception:
+            log.exception("job %s: could not record the late provider id", job.id)
+        self._spawn_aux(self._cancel_remote(pjob), f"job-{job.id}-cancel")
+
+    async def _poll(
+        self, entry: _Entry, state: _ProviderState, release: Callable[[], None]
+    ) -> None:
+        job = entry.job
+        if await self._expire_if_due(entry):
+            return
+        pjob = job.provider_job
+        assert pjob is not None
+        loop = asyncio.get_running_loop()
+        try:
+            status = await state.provider.status(pjob)
+        except (JobNotFoundError, JobFailedError, AuthenticationError, InvalidRequestError) as exc:
+            release()
+            await self._end_for_error(entry, exc, stage="status")
+            return
+        except ProviderError as exc:
+            release()
+            self._check_alive(entry)
+            if not exc.retryable:
+                await self._end_for_error(entry, exc, stage="status")
+                return
+            self._provider_error(state, entry, exc)
+            return
+        release()
+        self._provider_ok(state)
+        self._check_alive(entry)
+        entry.errors = 0
+        entry.polls += 1
+        mono = loop.time()
+        elapsed = mono - entry.submitted_mono
+        if status.state is JobState.COMPLETED:
+            await self._completed(entry, state, status, elapsed)
+        elif status.state is JobState.FAILED:
+            await self._end(
+                entry,
+                job,
+                Status.FAILED,
+                reason="provider reported failure",
+                member=status.failure_reason or MSG_PROVIDER_FAILED,
+            )
+        elif status.state is JobState.CANCELLED:
+            await self._end(
+                entry,
+                job,
+                Status.CANCELLED,
+                reason="cancelled at the provider",
+                member="it was cancelled at the video service",
+            )
+        elif status.state is JobState.EXPIRED:
+            await self._end(
+                entry, job, Status.EXPIRED, reason="provider reported expiry", member=MSG_GONE
+            )
+        else:
+            await self._still_running(entry, status, mono, elapsed)
+
+    async def _still_running(
+        self, entry: _Entry, status: JobStatus, mono: float, elapsed: float
+    ) -> None:
+        job = entry.job
+        entry.last_poll_mono = mono
+        entry.last_poll_elapsed = elapsed
+        entry.eta_at = None
+        if status.eta_seconds is not None and status.eta_seconds >= 0:
+            entry.eta_at = mono + status.eta_seconds
+        elif status.progress is not None and 0.02 <= status.progress < 1:
+            entry.eta_at = mono + elapsed * (1 - status.progress) / status.progress
+        changed: dict[str, Any] = {}
+        if status.state is JobState.RUNNING and job.status is Status.SUBMITTED:
+            new_status: Status | None = Status.RUNNING
+        else:
+            new_status = None
+        if status.progress is not None and (
+            job.progress is None or abs(status.progress - job.progress) >= 0.01
+        ):
+            changed["progress"] = status.progress
+        due_progress = mono - entry.progress_at >= self.settings.progress_interval_seconds
+        if new_status is not None or (changed and due_progress):
+            now = self.clock()
+            async with self.db.transaction() as conn:
+                if new_status is not None:
+                    await store.transition(
+                        conn, job.id, new_status, reason="provider started it", now=now, **changed
+                    )
+                else:
+                    await store.update_job(conn, job.id, now=now, **changed)
+            entry.job = job = job.model_copy(update={"status": new_status or job.status, **changed})
+        self._schedule_at(entry, self._plan_due(entry))
+        if due_progress:
+            entry.progress_at = mono
+            eta = status.eta_seconds
+            if eta is None:
+                eta = max(0.0, entry.est.expected - elapsed)
+            await self._notify("job_progress", job, status.progress, eta)
+
+    async def _completed(
+        self, entry: _Entry, state: _ProviderState, status: JobStatus, elapsed: float
+    ) -> None:
+        job = entry.job
+        # The provider finished somewhere after the last "not yet" answer: learn the middle
+        # of that window, capped at half the current spread.
+        low = entry.last_poll_elapsed or 0.0
+        window = min(elapsed - low, max(entry.est.spread, self.settings.min_poll_interval_seconds))
+        finished_after = max(0.01, elapsed - window / 2)
+        now = self.clock()
+        submitted_at = job.submitted_at or now
+        fields = _merge_provider_report(job, status.adjustments, None)
+        async with self.db.transaction() as conn:
+            await store.transition(
+                conn,
+                job.id,
+                Status.DOWNLOADING,
+                reason="provider finished",
+                now=now,
+                progress=1.0,
+                provider_done_at=min(now, submitted_at + timedelta(seconds=finished_after)),
+                **fields,
+            )
+            fresh = await store.get_job(conn, job.id)
+        assert fresh is not None
+        entry.job = fresh
+        state.occupying.discard(job.id)
+        self._polling.get(entry.key, set()).discard(entry.id)
+        self._learn(entry.key, finished_after)
+        self._schedule_in(entry, 0)
+
+    def _learn(self, key: Key, seconds: float) -> None:
+        self.model.add(key, seconds)
+        # Re-plan waiting polls whose estimate moved noticeably: the same class, and classes
+        # of the same provider/model still estimated from the fit across sizes.
+        loop_now = asyncio.get_running_loop().time()
+        ids: set[int] = set(self._polling.get(key, ()))
+        for other, members in self._polling.items():
+            if other != key and other[:2] == key[:2] and not self.model.has_samples(other):
+                ids |= members
+        for job_id in ids:
+            entry = self._entries.get(job_id)
+            if entry is None or entry.where != "heap" or entry.eta_at is not None:
+                continue
+            est = self._estimate(entry)
+            old = entry.est
+            if abs(est.expected - old.expected) < max(0.25, 0.02 * old.expected) and abs(
+                est.spread - old.spread
+            ) < max(0.25, 0.2 * old.spread):
+                continue
+            entry.est = est
+            self._schedule_at(entry, max(loop_now, self._plan_due(entry)))
+
+    async def _download(
+        self, entry: _Entry, state: _ProviderState, release: Callable[[], None]
+    ) -> None:
+        job = entry.job
+        if await self._expire_if_due(entry):
+            return
+        pjob = job.provider_job
+        assert pjob is not None
+        clip = self.clips_dir / f"{job.id}.mp4"
+        part = self.clips_dir / f"{job.id}.mp4.part"
+        entry.downloads += 1
+        try:
+            try:
+                await asyncio.to_thread(self.clips_dir.mkdir, parents=True, exist_ok=True)
+                await state.provider.download(pjob, part)
+                size = await asyncio.to_thread(_file_size, part)
+                if size <= 0:
+                    raise ProviderError("the provider sent an empty clip")
+                await asyncio.to_thread(os.replace, part, clip)
+            finally:
+                release()
+                await asyncio.to_thread(part.unlink, missing_ok=True)
+        except (ConnectionError, TimeoutError) as exc:  # a provider leaking a network error
+            self._check_alive(entry)
+            self._provider_error(state, entry, TransientError(f"download: {exc!r}"))
+            return
+        except OSError as exc:
+            log.error("job %s: could not store the clip (%s: %s)", job.id, type(exc).__name__, exc)
+            await self._end(
+                entry, job, Status.FAILED, reason=f"storing the clip failed: {exc}", member=MSG_DISK
+            )
+            return
+        except (JobNotFoundError, AuthenticationError) as exc:
+            await self._end_for_error(entry, exc, stage="download")
+            return
+        except ProviderError as exc:
+            self._check_alive(entry)
+            if isinstance(exc, RateLimitedError):
+                entry.downloads -= 1  # not an attempt that counts
+            elif not exc.retryable or entry.downloads >= self.settings.download_attempts:
+                log.warning("job %s: download failed (%s)", job.id, exc)
+                await self._end(
+                    entry, job, Status.FAILED, reason=f"download failed: {exc}", member=MSG_DOWNLOAD
+                )
+                return
+            self._provider_error(state, entry, exc)
+            return
+        self._provider_ok(state)
+        if entry.cancelled or self._entries.get(job.id) is not entry:
+            await asyncio.to_thread(clip.unlink, missing_ok=True)
+            raise _Stop
+        now = self.clock()
+        try:
+            async with self.db.transaction() as conn:
+                await store.transition(
+                    conn,
+                    job.id,
+                    Status.DELIVERING,
+                    reason=f"clip downloaded ({size} bytes)",
+                    now=now,
+                )
+                fresh = await store.get_job(conn, job.id)
+        except InvalidTransitionError:
+            await asyncio.to_thread(clip.unlink, missing_ok=True)
+            raise _Stop from None
+        assert fresh is not None
+        entry.job = fresh
+        self._schedule_in(entry, 0)
+
+    async def _deliver(self, entry: _Entry) -> None:
+        job = entry.job
+        if job.result_message_id is not None:
+            await self._mark_delivered(entry, job)
+            return
+        clip = self.clips_dir / f"{job.id}.mp4"
+        if not await asyncio.to_thread(clip.is_file):
+            async with self.db.transaction() as conn:
+                await store.transition(
+                    conn,
+                    job.id,
+                    Status.DOWNLOADING,
+                    reason="clip file missing; downloading again",
+                    now=self.clock(),
+                )
+                fresh = await store.get_job(conn, job.id)
+            assert fresh is not None
+            entry.job = fresh
+            self._schedule_in(entry, 0)
+            return
+        entry.deliveries += 1
+        try:
+            receipt = await self.sink.job_completed(job, clip)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = _permanent_delivery_error(exc)
+            if message is not None or entry.deliveries >= self.settings.delivery_attempts:
+                log.warning("job %s: posting the clip failed for good: %r", job.id, exc)
+                await self._end(
+                    entry,
+                    job,
+                    Status.FAILED,
+                    reason=f"delivery failed: {exc!r}",
+                    member=message or MSG_POST,
+                )
+                return
+            delay = backoff_delay(entry.deliveries, self.settings)
+            log.warning(
+                "job %s: posting the clip failed (%r); retrying in %.1fs", job.id, exc, delay
+            )
+            self._schedule_in(entry, delay)
+            return
+        if receipt.message_id is not None or receipt.channel_id is not None:
+            async with self.db.transaction() as conn:
+                await store.record_delivery(
+                    conn,
+                    job.id,
+                    channel_id=receipt.channel_id,
+                    message_id=receipt.message_id,
+                    now=self.clock(),
+                )
+            entry.job = job = job.model_copy(
+                update={
+                    "result_channel_id": receipt.channel_id,
+                    "result_message_id": receipt.message_id,
+                }
+            )
+        await self._mark_delivered(entry, job)
+
+    async def _mark_delivered(self, entry: _Entry | None, job: JobRecord) -> None:
+        now = self.clock()
+        where = f"message {job.result_message_id}" if job.result_message_id else "the sink"
+        async with self.db.transaction() as conn:
+            await store.transition(
+                conn, job.id, Status.DELIVERED, reason=f"posted as {where}", now=now
+            )
+            await _quota().settle(conn, job.id, seconds=job.seconds, cost_usd=job.cost_usd, now=now)
+        if entry is not None:
+            self._drop(entry)
+        await asyncio.to_thread(self._remove_files, job)
+
+    async def _end_for_error(self, entry: _Entry, exc: ProviderError, *, stage: str) -> None:
+        job = entry.job
+        if isinstance(exc, AuthenticationError):
+            log.error(
+                "%s rejected the bot's credentials during %s of job %s (%s); check its API key "
+                "and account credit",
+                job.provider,
+                stage,
+                job.id,
+                exc,
+            )
+            await self._end(
+                entry,
+                job,
+                Status.FAILED,
+                reason=f"authentication error: {exc}",
+                member=MSG_MISCONFIGURED,
+            )
+        elif isinstance(exc, JobNotFoundError):
+            await self._end(
+                entry, job, Status.EXPIRED, reason=f"unknown at provider: {exc}", member=MSG_GONE
+            )
+        else:
+            member = exc.message or MSG_PROVIDER_FAILED
+            await self._end(
+                entry, job, Status.FAILED, reason=f"{stage} failed: {exc}", member=member
+            )
+
+    async def _end(
+        self,
+        entry: _Entry | None,
+        job: JobRecord,
+        status: Status,
+        *,
+        reason: str,
+        member: str,
+    ) -> None:
+        """Failed / cancelled / expired: status change and refund in one transaction."""
+        now = self.clock()
+        if entry is not None:
+            self._drop(entry)
+        try:
+            async with self.db.transaction() as conn:
+                await store.transition(
+                    conn, job.id, status, reason=reason, now=now, failure_reason=member
+                )
+                await _quota().refund(conn, job.id, reason=reason, now=now)
+                fresh = await store.get_job(conn, job.id)
+        except InvalidTransitionError as exc:
+            log.info("job %s: not ended as %s (%s)", job.id, status, exc)
+            return
+        assert fresh is not None
+        log.info("job %s %s: %s", job.id, status, reason)
+        await asyncio.to_thread(self._remove_files, fresh)
+        await self._notify("job_ended", fresh, status.value, member)
+
+    async def _cancel_remote(self, pjob: ProviderJob) -> None:
+        state = self._states.get(pjob.provider)
+        provider = self.providers.get(pjob.provider)
+        if provider is None:
+            return
+        if state is not None:
+            loop = asyncio.get_running_loop()
+            wait = state.bucket.borrow(loop.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+        self.stats["cancel"] = self.stats.get("cancel", 0) + 1
+        try:
+            done = await provider.cancel(pjob)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: cancelling job %s there failed: %s", pjob.provider, pjob.job_id, exc)
+            return
+        if not done:
+            log.info("%s has no cancel; job %s runs out there", pjob.provider, pjob.job_id)
+
+    async def _notify(self, name: str, job: JobRecord, *args: Any) -> None:
+        try:
+            await getattr(self.sink, name)(job, *args)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("delivery sink %s failed for job %s", name, job.id, exc_info=True)
+
+    # ----- files ------------------------------------------------------------------------
+
+    async def _discard_inputs(self, job: JobRecord) -> None:
+        if job.input_dir is not None:
+            await asyncio.to_thread(self._remove_dir, job.input_dir)
+            async with self.db.transaction() as conn:
+                await store.update_job(conn, job.id, now=self.clock(), input_dir=None)
+
+    def _remove_dir(self, path: Path) -> None:
+        """Remove a job's input directory (only ever inside the data directory)."""
+        try:
+            resolved = path.resolve()
+            if not resolved.is_relative_to(self.data_dir.resolve()) or resolved == (
+                self.data_dir.resolve()
+            ):
+                log.warning("not removing input directory %s: outside the data directory", path)
+                return
+            shutil.rmtree(resolved, ignore_errors=True)
+        except OSError:
+            log.warning("could not remove %s", path, exc_info=True)
+
+    def _remove_files(self, job: JobRecord) -> None:
+        if job.input_dir is not None:
+            self._remove_dir(job.input_dir)
+        for name in (f"{job.id}.mp4", f"{job.id}.mp4.part"):
+            (self.clips_dir / name).unlink(missing_ok=True)
+
+
+# ----- helpers ------------------------------------------------------------------------------
+
+
+def _file_size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _permanent_delivery_error(exc: Exception) -> str | None:
+    """A member-facing message when the sink says posting can never work (MediaError)."""
+    try:
+        from bot.media import MediaError
+    except ImportError:  # pragma: no cover - media is part of the package
+        return None
+    if isinstance(exc, MediaError):
+        return str(getattr(exc, "message", "")) or MSG_POST
+    return None
+
+
+def _merge_provider_report(
+    job: JobRecord, adjustments: list[Adjustment], cost_usd: float | None
+) -> dict[str, Any]:
+    """Fields to store when the provider reports changes (duration, cost) after negotiation."""
+    fields: dict[str, Any] = {}
+    known = {(a.field, repr(a.actual)) for a in job.adjustments}
+    new = [
+        a.model_copy(update={"source": "provider"})
+        for a in adjustments
+        if (a.field, repr(a.actual)) not in known
+    ]
+    if new:
+        fields["adjustments"] = [*job.adjustments, *new]
+    seconds = job.seconds
+    for adj in adjustments:
+        if adj.field == "duration":
+            try:
+                seconds = float(adj.actual)
+            except (TypeError, ValueError):
+                log.debug("job %s: unparsable duration adjustment %r", job.id, adj.actual)
+    if seconds > 0 and seconds != job.seconds:
+        fields["seconds"] = seconds
+    if cost_usd is not None and cost_usd >= 0:
+        fields["cost_usd"] = cost_usd
+    elif "seconds" in fields and job.seconds > 0:
+        fields["cost_usd"] = round(job.cost_usd * seconds / job.seconds, 6)
+    return fields
