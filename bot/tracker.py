@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import importlib
 import logging
 import math
 import os
@@ -56,7 +55,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from bot import quota
 from bot.db import Database, utcnow
+from bot.media import MediaError
 from bot.providers.base import (
     Adjustment,
     AuthenticationError,
@@ -72,6 +73,7 @@ from bot.providers.base import (
     RateLimitedError,
     TransientError,
 )
+from bot.providers.http import OutcomeUnknownError
 from bot.scheduling import create_task
 from bot.store import jobs as store
 from bot.store.jobs import InvalidTransitionError, JobRecord, Status
@@ -145,6 +147,11 @@ class TrackerSettings(BaseModel):
     prior_base_seconds: float = Field(default=30.0, ge=0)
     prior_seconds_per_video_second: float = Field(default=6.0, ge=0)
     prior_spread_fraction: float = Field(default=0.15, gt=0)
+    cold_low_fraction: float = Field(default=0.4, gt=0)  # early quantile without history
+    # A provider ETA (or one derived from progress) is trusted: poll at eta + margin, where
+    # margin = eta_margin_seconds + eta_margin_fraction * eta.
+    eta_margin_seconds: float = Field(default=0.2, ge=0)
+    eta_margin_fraction: float = Field(default=0.005, ge=0)
     history_size: int = Field(default=50, ge=1)
     # Errors.
     error_backoff_base_seconds: float = Field(default=1.0, gt=0)
@@ -164,11 +171,16 @@ Key = tuple[str, str | None, int, int, int, int]  # provider, model, duration, w
 
 @dataclass(frozen=True)
 class Estimate:
-    """Belief about a job's provider time (seconds from submission to done)."""
+    """Belief about a job's provider time (seconds from submission to done).
+
+    `expected` is the median, `spread` about one standard deviation, `low` an early
+    quantile (few jobs finish before it).
+    """
 
     expected: float
     spread: float
     samples: int
+    low: float
 
 
 def job_key(provider: str, request: NegotiatedRequest) -> Key:
@@ -231,12 +243,14 @@ class DurationModel:
                 spread = (_quantile(values, 0.84) - _quantile(values, 0.16)) / 2
             else:
                 spread = max((values[-1] - values[0]) / 2, 0.05 * median)
-            est = Estimate(median, max(spread, 0.25), len(values))
+            low = _quantile(values, 0.05) if len(values) >= 20 else 0.9 * values[0]
+            est = Estimate(median, max(spread, 0.25), len(values), low)
             self._cache[key] = est
             return est
         fitted = self._fit(key)
         base = fitted if fitted is not None else prior
-        return Estimate(base, max(0.5, base * self.settings.prior_spread_fraction), 0)
+        spread = max(0.5, base * self.settings.prior_spread_fraction)
+        return Estimate(base, spread, 0, base * self.settings.cold_low_fraction)
 
     def _fit(self, key: Key) -> float | None:
         """Least squares `seconds = a + b * work` over the provider/model's recent jobs."""
@@ -265,15 +279,22 @@ class DurationModel:
         return (mean_y - slope * mean_x, slope)
 
 
-def first_poll_after(est: Estimate, settings: TrackerSettings) -> float:
-    """Seconds after submission for the first status call."""
+def first_poll_after(est: Estimate, settings: TrackerSettings, *, probe: bool = False) -> float:
+    """Seconds after submission for the first status call.
+
+    `probe`: the provider reports progress or an ETA, so one early answer pins the finish;
+    poll at the early quantile instead of the median.
+    """
+    if probe:
+        return max(settings.min_poll_interval_seconds, est.low)
     return max(
         settings.min_poll_interval_seconds, est.expected + settings.first_poll_lead * est.spread
     )
 
 
 def next_poll_delay(elapsed: float, est: Estimate, settings: TrackerSettings) -> float:
-    """Seconds until the next status call after one at `elapsed` said "not done yet"."""
+    """Seconds until the next status call after one at `elapsed` said "not done yet"
+    (and gave no usable ETA)."""
     low, high = settings.min_poll_interval_seconds, settings.max_poll_interval_seconds
     start = first_poll_after(est, settings)
     if elapsed < start - low:  # polled early (restart, provider hint): wait for the window
@@ -444,6 +465,8 @@ class _Entry:
     last_poll_mono: float | None = None
     last_poll_elapsed: float | None = None  # the latest "not done yet" answer
     eta_at: float | None = None  # provider-reported finish (loop clock)
+    eta_misses: int = 0  # polls at the ETA that found the job still running
+    seen_progress: tuple[float, float] | None = None  # (progress, loop time) of the last one
     polls: int = 0
     errors: int = 0
     internal_errors: int = 0
@@ -475,6 +498,9 @@ class _ProviderState:
     error_streak: int = 0
     limited_streak: int = 0
     probing: bool = False  # after an outage pause: one call at a time until one succeeds
+    # Whether the provider answers with progress/ETA ("unknown" until a running answer).
+    progress_mode: str = "unknown"
+    quiet_answers: int = 0  # "queued" answers without progress while unknown
 
     def has_work(self) -> bool:
         return bool(self.ready_polls or self.ready_downloads or self.queue)
@@ -487,11 +513,6 @@ class _ProviderState:
 
 class _Stop(Exception):
     """Internal: the job left the tracker while a call was in flight."""
-
-
-def _quota() -> Any:
-    """`bot.quota`, imported when first needed (it is a sibling module under construction)."""
-    return importlib.import_module("bot.quota")
 
 
 class JobTracker:
@@ -606,7 +627,7 @@ class JobTracker:
             await store.transition(
                 conn, job_id, Status.CANCELLED, reason=note, now=now, failure_reason=reason
             )
-            await _quota().refund(conn, job_id, reason=note, now=now)
+            await quota.refund(conn, job_id, reason=note, now=now)
             job = await store.get_job(conn, job_id)
         assert job is not None
         entry = self._entries.get(job_id)
@@ -682,7 +703,7 @@ class JobTracker:
             )
             return
         key = job_key(job.provider, job.request)
-        entry = _Entry(job=job, key=key, est=Estimate(1.0, 1.0, 0))
+        entry = _Entry(job=job, key=key, est=Estimate(1.0, 1.0, 0, 1.0))
         entry.est = self._estimate(entry)
         self._entries[job.id] = entry
         if job.status is Status.PENDING:
@@ -724,15 +745,24 @@ class JobTracker:
     # ----- scheduling -----------------------------------------------------------------------
 
     def _plan_due(self, entry: _Entry) -> float:
-        """Loop time of the next status call, from the current estimate."""
+        """Loop time of the next status call, from the ETA or the current estimate."""
         s = self.settings
-        if entry.eta_at is not None and entry.last_poll_mono is not None:
-            earliest = entry.last_poll_mono + s.min_poll_interval_seconds
-            latest = entry.last_poll_mono + s.max_poll_interval_seconds
-            return min(max(entry.eta_at, earliest), latest)
-        if entry.last_poll_mono is None or entry.last_poll_elapsed is None:
-            return entry.submitted_mono + first_poll_after(entry.est, s)
-        return entry.last_poll_mono + next_poll_delay(entry.last_poll_elapsed, entry.est, s)
+        last = entry.last_poll_mono
+        if entry.eta_at is not None and last is not None:
+            remaining = max(0.0, entry.eta_at - last)
+            due = entry.eta_at + s.eta_margin_seconds + s.eta_margin_fraction * remaining
+            # An ETA that keeps missing is not trusted with short gaps.
+            if entry.eta_misses <= 1:
+                gap = 0.25
+            else:
+                gap = s.min_poll_interval_seconds * 2.0 ** (entry.eta_misses - 2)
+            gap = min(gap, s.max_poll_interval_seconds)
+            return min(max(due, last + gap), last + s.max_poll_interval_seconds)
+        if last is None or entry.last_poll_elapsed is None:
+            state = self._states.get(entry.job.provider)
+            probe = state is not None and state.progress_mode != "no"
+            return entry.submitted_mono + first_poll_after(entry.est, s, probe=probe)
+        return last + next_poll_delay(entry.last_poll_elapsed, entry.est, s)
 
     def _schedule_at(self, entry: _Entry, due: float) -> None:
         if entry.busy:  # its work item is still running: pushed when it ends
@@ -1087,6 +1117,21 @@ class JobTracker:
                 await self._end_for_error(entry, exc, stage="submission")
                 return
             self._check_alive(entry)
+            if isinstance(exc, OutcomeUnknownError):
+                log.warning(
+                    "job %s: no answer to its submission (%s); submitting again, so %s may "
+                    "run it twice",
+                    job.id,
+                    exc,
+                    state.name,
+                )
+                async with self.db.transaction() as conn:
+                    await store.add_note(
+                        conn,
+                        job.id,
+                        reason="submission outcome unknown; resubmitting (duplicate possible)",
+                        now=self.clock(),
+                    )
             entry.retry_front = True
             self._provider_error(state, entry, exc)
             return
@@ -1199,7 +1244,36 @@ class JobTracker:
                 entry, job, Status.EXPIRED, reason="provider reported expiry", member=MSG_GONE
             )
         else:
+            self._read_eta(entry, state, status, mono, elapsed)
             await self._still_running(entry, status, mono, elapsed)
+
+    def _read_eta(
+        self, entry: _Entry, state: _ProviderState, status: JobStatus, mono: float, elapsed: float
+    ) -> None:
+        """Turn a provider's ETA or progress into an expected finish time (or None)."""
+        if entry.eta_at is not None and mono >= entry.eta_at:
+            entry.eta_misses += 1
+        entry.eta_at = None
+        progress = status.progress
+        informative = status.eta_seconds is not None or (progress is not None and 0 < progress < 1)
+        if informative:
+            state.progress_mode = "yes"
+        elif status.state is JobState.RUNNING and state.progress_mode == "unknown":
+            state.progress_mode = "no"
+        elif state.progress_mode == "unknown":
+            state.quiet_answers += 1
+            if state.quiet_answers >= 10:
+                state.progress_mode = "no"
+        if status.eta_seconds is not None and status.eta_seconds >= 0:
+            entry.eta_at = mono + status.eta_seconds
+        elif progress is not None and 0.01 <= progress < 1:
+            previous = entry.seen_progress
+            if previous is not None and progress > previous[0] and mono > previous[1]:
+                rate = (progress - previous[0]) / (mono - previous[1])
+                entry.eta_at = mono + (1 - progress) / rate
+            else:  # assume progress counted from the submission
+                entry.eta_at = mono + elapsed * (1 - progress) / progress
+            entry.seen_progress = (progress, mono)
 
     async def _still_running(
         self, entry: _Entry, status: JobStatus, mono: float, elapsed: float
@@ -1207,11 +1281,6 @@ class JobTracker:
         job = entry.job
         entry.last_poll_mono = mono
         entry.last_poll_elapsed = elapsed
-        entry.eta_at = None
-        if status.eta_seconds is not None and status.eta_seconds >= 0:
-            entry.eta_at = mono + status.eta_seconds
-        elif status.progress is not None and 0.02 <= status.progress < 1:
-            entry.eta_at = mono + elapsed * (1 - status.progress) / status.progress
         changed: dict[str, Any] = {}
         if status.state is JobState.RUNNING and job.status is Status.SUBMITTED:
             new_status: Status | None = Status.RUNNING
@@ -1244,11 +1313,16 @@ class JobTracker:
         self, entry: _Entry, state: _ProviderState, status: JobStatus, elapsed: float
     ) -> None:
         job = entry.job
-        # The provider finished somewhere after the last "not yet" answer: learn the middle
-        # of that window, capped at half the current spread.
+        # When did the provider finish? At its ETA if that falls in the window since the
+        # last "not yet"; otherwise assume the middle of the window (capped at half the
+        # current spread).
         low = entry.last_poll_elapsed or 0.0
-        window = min(elapsed - low, max(entry.est.spread, self.settings.min_poll_interval_seconds))
-        finished_after = max(0.01, elapsed - window / 2)
+        eta = None if entry.eta_at is None else entry.eta_at - entry.submitted_mono
+        if eta is not None and low < eta <= elapsed:
+            finished_after = eta
+        else:
+            cap = max(entry.est.spread, self.settings.min_poll_interval_seconds)
+            finished_after = max(0.01, elapsed - min(elapsed - low, cap) / 2)
         now = self.clock()
         submitted_at = job.submitted_at or now
         fields = _merge_provider_report(job, status.adjustments, None)
@@ -1429,7 +1503,7 @@ class JobTracker:
             await store.transition(
                 conn, job.id, Status.DELIVERED, reason=f"posted as {where}", now=now
             )
-            await _quota().settle(conn, job.id, seconds=job.seconds, cost_usd=job.cost_usd, now=now)
+            await quota.settle(conn, job.id, seconds=job.seconds, cost_usd=job.cost_usd, now=now)
         if entry is not None:
             self._drop(entry)
         await asyncio.to_thread(self._remove_files, job)
@@ -1480,7 +1554,7 @@ class JobTracker:
                 await store.transition(
                     conn, job.id, status, reason=reason, now=now, failure_reason=member
                 )
-                await _quota().refund(conn, job.id, reason=reason, now=now)
+                await quota.refund(conn, job.id, reason=reason, now=now)
                 fresh = await store.get_job(conn, job.id)
         except InvalidTransitionError as exc:
             log.info("job %s: not ended as %s (%s)", job.id, status, exc)
@@ -1556,10 +1630,6 @@ def _file_size(path: Path) -> int:
 
 def _permanent_delivery_error(exc: Exception) -> str | None:
     """A member-facing message when the sink says posting can never work (MediaError)."""
-    try:
-        from bot.media import MediaError
-    except ImportError:  # pragma: no cover - media is part of the package
-        return None
     if isinstance(exc, MediaError):
         return str(getattr(exc, "message", "")) or MSG_POST
     return None
