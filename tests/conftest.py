@@ -7,6 +7,9 @@ import pytest
 
 from bot.db import Database
 
+# Fixtures from the fakes, available to every test: `fake_discord` (a started FakeDiscord).
+pytest_plugins = ("tests.fakes.discord_server",)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
