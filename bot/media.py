@@ -502,7 +502,7 @@ def _plan(info: VideoInfo, budget_bytes: int, audio_bps: int) -> tuple[int, int,
     seconds = max(info.duration_s, 0.1)
     usable = budget_bytes * 8 * (1 - _CONTAINER_OVERHEAD) - 16_000
     video_bps = int(usable / seconds) - (audio_bps if info.has_audio else 0)
-    width, height = info.width, info.height
+    width, height = _even(info.width), _even(info.height)  # yuv420p needs even sizes
     fps = min(info.fps or 25.0, 30.0)  # high frame rates share detail between frames
     if video_bps < _MIN_BPP * width * height * fps:
         scale = math.sqrt(video_bps / (_TARGET_BPP * width * height * fps)) if video_bps > 0 else 0

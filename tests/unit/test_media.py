@@ -341,27 +341,32 @@ def test_probe_refuses_non_video(tmp_path):
 # ----- fit_to_size ---------------------------------------------------------------------
 
 
-def noise_clip(path: Path, *, width: int, height: int, frames: int, fps: int = 25) -> None:
+def noise_clip(
+    path: Path, *, width: int, height: int, frames: int, fps: int = 25, audio: bool = True
+) -> None:
     """A high-bitrate clip: random pixels at near-lossless quality, plus a tone."""
     rng = random.Random(5)
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height, v.pix_fmt = width, height, "yuv420p"
         v.options = {"preset": "ultrafast", "crf": "8"}
-        a = out.add_stream("aac", rate=48_000)
-        a.layout = "mono"
+        a = out.add_stream("aac", rate=48_000) if audio else None
+        if a is not None:
+            a.layout = "mono"
         for i in range(frames):
             img = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
             frame = av.VideoFrame.from_image(img)
             frame.pts, frame.time_base = i, Fraction(1, fps)
             out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+        if a is None:
+            return
         n = 48_000 * frames // fps
         pcm = array("f", (0.3 * math.sin(2 * math.pi * 330 * k / 48_000) for k in range(n)))
         af = av.AudioFrame(format="fltp", layout="mono", samples=n)
         af.planes[0].update(pcm.tobytes())
         af.sample_rate, af.pts, af.time_base = 48_000, 0, Fraction(1, 48_000)
         out.mux(a.encode(af))
-        out.mux(v.encode(None))
         out.mux(a.encode(None))
 
 
@@ -403,6 +408,14 @@ def test_fit_scales_down_when_the_budget_is_tight(tmp_path):
     assert info.width < 640 and info.width % 2 == 0 and info.height % 2 == 0
     assert info.width / info.height == pytest.approx(640 / 360, rel=0.03)
     assert info.frames == 25 and info.has_audio
+
+
+def test_fit_without_audio(tmp_path):
+    src = tmp_path / "silent.mp4"
+    noise_clip(src, width=320, height=180, frames=20, audio=False)
+    info = fit_to_size(src, tmp_path / "fit.mp4", src.stat().st_size // 4)
+    assert info.size_bytes <= src.stat().st_size // 4
+    assert (info.frames, info.has_audio) == (20, False)
 
 
 def test_fit_gives_up_with_a_clear_message(tmp_path, big_clip):
