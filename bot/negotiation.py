@@ -459,7 +459,16 @@ def _scale_to_budget(
         return max(fitting, key=lambda s: s[0] * s[1]) if fitting else None
     scale = math.sqrt(max_pixels / (width * height))
     snapped = _snap(limits, width * scale, height * scale, landscape=landscape, down=True)
-    return snapped if snapped[0] * snapped[1] <= max_pixels else None
+    if snapped[0] * snapped[1] <= max_pixels:
+        return snapped
+    # Keeping the aspect ratio would cut the short edge below the minimum: keep the short
+    # edge at the minimum and shorten the long edge (the clip gets closer to square).
+    m = max(limits.size_multiple, 1)
+    low, _ = _edge_range(limits, 1 << 16)
+    long_edge = math.floor(max_pixels / low / m) * m
+    if long_edge < low:
+        return None
+    return (long_edge, low) if landscape else (low, long_edge)
 
 
 # ----- provider-reported adjustments ---------------------------------------------------
