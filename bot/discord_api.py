@@ -66,17 +66,16 @@ def apply_api_base(base_url: str) -> None:
     """Send discord.py's REST calls to `base_url` (e.g. `http://127.0.0.1:8080/api/v10`).
 
     Idempotent. Passing Discord's default base restores both the REST base and the built-in
-    gateway address, so a process (or a test session) can switch back and forth.
+    gateway address, so a process (or a test session) can switch back and forth. The setting
+    is process-wide (discord.py keeps it on classes): one API base per process at a time.
     """
     base = _normalise(base_url)
+    if base == DISCORD_API_BASE:
+        DiscordWebSocket.DEFAULT_GATEWAY = DISCORD_GATEWAY
     if base == Route.BASE:
         return
     Route.BASE = base
-    if base == DISCORD_API_BASE:
-        DiscordWebSocket.DEFAULT_GATEWAY = DISCORD_GATEWAY
-        log.info("Discord API base restored to the default")
-    else:
-        log.info("Discord API base set to %s", base)
+    log.info("Discord API base set to %s", base)
 
 
 def _websocket_url(url: str) -> yarl.URL:

@@ -60,6 +60,8 @@ class PingBot(commands.Bot):
         self.tree.add_command(ping)
         self.tree.add_command(slow)
         self.tree.add_command(quiet)
+        self.tree.add_command(files)
+        self.tree.add_command(admin)
 
     async def setup_hook(self) -> None:
         guild = discord.Object(self.sync_guild) if self.sync_guild else None
@@ -110,6 +112,43 @@ async def quiet(interaction: discord.Interaction) -> None:
     await interaction.followup.send("really secret", ephemeral=True)
 
 
+@app_commands.command(name="files", description="Answers with a file, then swaps it")
+async def files(interaction: discord.Interaction) -> None:
+    client = interaction.client
+    assert isinstance(client, PingBot)
+    client.seen[interaction.id] = interaction
+    await interaction.response.send_message("v1", file=discord.File(io.BytesIO(b"one"), "one.txt"))
+    await interaction.edit_original_response(
+        content="v2", attachments=[discord.File(io.BytesIO(b"two"), "two.txt")]
+    )
+
+
+admin = app_commands.Group(
+    name="admin",
+    description="Admin tools",
+    default_permissions=discord.Permissions(manage_guild=True),
+    guild_only=True,
+)
+
+
+@admin.command(name="block", description="Block a member")
+@app_commands.describe(member="who", channel="where", days="how long", reason="why")
+async def block(
+    interaction: discord.Interaction,
+    member: discord.Member,
+    channel: discord.TextChannel | None = None,
+    days: app_commands.Range[int, 1, 30] = 1,
+    reason: str = "-",
+) -> None:
+    assert isinstance(interaction.user, discord.Member)
+    allowed = interaction.user.guild_permissions.manage_guild
+    where = channel.name if channel is not None else "everywhere"
+    await interaction.response.send_message(
+        f"{member.name} blocked in {where} for {days}d ({reason}); by admin: {allowed}",
+        ephemeral=True,
+    )
+
+
 @app_commands.command(name="slow", description="Acknowledges too late")
 async def slow(interaction: discord.Interaction) -> None:
     client = interaction.client
@@ -152,10 +191,11 @@ async def test_login_gateway_and_command_sync(fake_discord: FakeDiscord, bot: Pi
     assert all(r.authorized for r in fake_discord.requests)
     assert fake_discord.unknown_requests == []
     put = fake_discord.requests[2]
-    assert sorted(c["name"] for c in put.json) == ["ping", "quiet", "slow"]
+    assert sorted(c["name"] for c in put.json) == ["admin", "files", "ping", "quiet", "slow"]
     registered = {c["name"]: c for c in fake_discord.commands(world.guild_id)}
     assert [o["type"] for o in registered["ping"]["options"]] == [3, 11]  # string, attachment
-    assert fake_discord.command_creates == {str(world.guild_id): 3}
+    assert fake_discord.command_creates == {str(world.guild_id): 5}
+    assert registered["admin"]["default_member_permissions"] == str(Permissions.MANAGE_GUILD)
 
     # gateway: one IDENTIFY on the discovered URL, READY, then GUILD_CREATE filled the cache
     assert [(c.path, c.kind) for c in fake_discord.gateway_connections] == [
@@ -253,6 +293,93 @@ async def test_first_followup_after_a_deferral_replaces_the_thinking_message(
     assert [m.id for m in fake_discord.messages(world.channel_id, include_ephemeral=False)] == [
         original.id
     ]
+
+
+async def test_subcommand_with_member_channel_and_range_options(
+    fake_discord: FakeDiscord, bot: PingBot
+) -> None:
+    world = fake_discord.world
+    assert world is not None
+    inter = await fake_discord.send_slash_command(
+        world.guild_id,
+        world.channel_id,
+        world.admin_id,
+        "admin block",
+        {"member": world.user_id, "channel": world.other_channel_id, "days": 3},
+    )
+    callback = await inter.wait_for_callback()
+    assert callback.type == CallbackType.CHANNEL_MESSAGE_WITH_SOURCE and callback.ephemeral
+    original = await inter.wait_for_original()
+    assert original.content == "alice blocked in videos for 3d (-); by admin: True"
+    assert original.ephemeral
+    [group] = inter.payload["data"]["options"]
+    assert (group["type"], group["name"]) == (1, "block")
+    assert set(inter.payload["data"]["resolved"]) == {"users", "members", "channels"}
+    # what Discord's client would refuse to send
+    with pytest.raises(ValueError, match="days=31"):
+        await fake_discord.send_slash_command(
+            world.guild_id,
+            world.channel_id,
+            world.admin_id,
+            "admin block",
+            {"member": world.user_id, "days": 31},
+        )
+    with pytest.raises(ValueError, match="required option"):
+        await fake_discord.send_slash_command(
+            world.guild_id, world.channel_id, world.admin_id, "admin block", {"days": 2}
+        )
+    with pytest.raises(LookupError, match="no subcommand 'unblock'"):
+        await fake_discord.send_slash_command(
+            world.guild_id, world.channel_id, world.admin_id, "admin unblock"
+        )
+
+
+async def test_remaining_message_endpoints(fake_discord: FakeDiscord, bot: PingBot) -> None:
+    """Multipart callback, PATCH @original replacing an attachment, GET/DELETE @original,
+    follow-up edit/delete, and the channel/guild fetches discord.py offers."""
+    world = fake_discord.world
+    assert world is not None
+    inter = await fake_discord.send_slash_command(
+        world.guild_id, world.channel_id, world.user_id, "files"
+    )
+    original = await inter.wait_for_original(lambda m: m.content == "v2")
+    assert [(a.filename, a.data) for a in original.attachments] == [("two.txt", b"two")]
+    callback = inter.callbacks[0]
+    assert callback.type == CallbackType.CHANNEL_MESSAGE_WITH_SOURCE
+    assert [part.name for part in callback.request.parts] == ["payload_json", "files[0]"]
+    assert callback.request.response["resource"]["message"]["attachments"][0]["filename"] == (
+        "one.txt"
+    )
+    interaction = bot.seen[inter.id]
+    assert interaction.filesize_limit == 10 * 1024 * 1024  # the guild's upload limit
+
+    fetched = await interaction.original_response()  # GET @original
+    assert fetched.id == original.id and fetched.content == "v2"
+    followup = await interaction.followup.send("f1", wait=True)
+    await followup.edit(content="f2")  # PATCH /webhooks/{app}/{token}/messages/{id}
+    assert fake_discord.message(followup.id).content == "f2"
+    assert fake_discord.message(followup.id).edited_at is not None
+    await followup.delete()
+    await interaction.delete_original_response()
+    assert {m.id for m in fake_discord.deleted_messages} == {followup.id, original.id}
+    async with aiohttp.ClientSession() as http:
+        url = f"{fake_discord.api_base}/webhooks/{bot.application_id}/{inter.token}"
+        async with http.get(f"{url}/messages/@original") as resp:
+            assert resp.status == 404
+            assert await resp.json() == {"message": "Unknown Message", "code": 10008}
+
+    channel = await bot.fetch_channel(world.channel_id)
+    assert isinstance(channel, discord.TextChannel) and channel.name == "general"
+    sent = await channel.send("to be deleted")
+    assert (await channel.fetch_message(sent.id)).content == "to be deleted"
+    await sent.delete()
+    with pytest.raises(discord.NotFound):
+        await channel.fetch_message(sent.id)
+    member = await channel.guild.fetch_member(world.user_id)
+    assert member.name == "alice"
+    history = [m.content async for m in channel.history(limit=10)]
+    assert "to be deleted" not in history
+    assert fake_discord.unknown_requests == []
 
 
 # ----- gateway drops -------------------------------------------------------------------------
@@ -485,7 +612,7 @@ async def test_global_sync_and_default_base_keeps_builtin_gateway(
 ) -> None:
     client = PingBot(fake_discord.api_base)  # global commands
     async with running_bot(client, fake_discord):
-        assert sorted(c["name"] for c in fake_discord.commands()) == ["ping", "quiet", "slow"]
+        assert len(fake_discord.commands()) == 5
         world = fake_discord.world
         assert world is not None
         inter = await fake_discord.send_slash_command(

@@ -52,7 +52,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import pytest
@@ -2059,6 +2059,7 @@ class FakeDiscord:
         result: list[dict[str, Any]] = []
         for cmd in body:
             ctype = int(cmd.get("type", 1))
+            perms = cmd.get("default_member_permissions")
             old = existing.get((ctype, cmd["name"]))
             if old is None:
                 self.command_creates[scope] = self.command_creates.get(scope, 0) + 1
@@ -2071,7 +2072,9 @@ class FakeDiscord:
                 "name_localizations": cmd.get("name_localizations"),
                 "description": cmd.get("description", ""),
                 "description_localizations": cmd.get("description_localizations"),
-                "default_member_permissions": cmd.get("default_member_permissions"),
+                "default_member_permissions": (
+                    None if perms is None else str(perms)  # Discord answers with a string
+                ),
                 "nsfw": bool(cmd.get("nsfw", False)),
                 "contexts": cmd.get("contexts"),
                 "integration_types": cmd.get("integration_types") or [0],
@@ -2656,10 +2659,13 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
         apply_api_base(DISCORD_API_BASE)
 
 
+ClientT = TypeVar("ClientT", bound="discord.Client")
+
+
 @contextlib.asynccontextmanager
 async def running_bot(
-    bot: discord.Client, fake: FakeDiscord, *, wait_for_ready: bool = False, timeout: float = 10.0
-) -> AsyncIterator[discord.Client]:
+    bot: ClientT, fake: FakeDiscord, *, wait_for_ready: bool = False, timeout: float = 10.0
+) -> AsyncIterator[ClientT]:
     """Run `bot.start(fake.token)` in a task until the fake's guilds are in its cache (or until
     `on_ready` with `wait_for_ready=True`, which adds `guild_ready_timeout`, 2 s by default);
     on exit close the bot and wait for the task."""
