@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.provider_fake import FakeJob, FakeServer, run_forever
+from tests.fakes.provider_fake import RECORDED, FakeJob, FakeServer, run_forever
 
 MODEL = "Lightricks/LTX-2.3"
 FIELDS = {
@@ -191,7 +191,7 @@ class FakeByteCompute(FakeServer):
             return self.error_response(401, "Invalid or missing API key")
         if request.content_type != "multipart/form-data":
             return self.error_response(400, "expected multipart/form-data")
-        recorded = request["recorded"]
+        recorded = request[RECORDED]
         names = set(recorded.form) | set(recorded.files)
         unknown = names - FIELDS
         if unknown:

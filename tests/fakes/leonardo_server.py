@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.provider_fake import FakeJob, FakeServer, run_forever
+from tests.fakes.provider_fake import RECORDED, FakeJob, FakeServer, run_forever
 
 REST = "/api/rest"
 PRO, FAST = "ltxv-2.3-pro", "ltxv-2.3-fast"
@@ -143,7 +143,7 @@ class FakeLeonardo(FakeServer):
     async def _init_image(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
             return self._unauthorized()
-        body = request["recorded"].json
+        body = request[RECORDED].json
         if not isinstance(body, dict) or not isinstance(body.get("extension"), str):
             return self.error_response(400, "expected {extension}")
         extension = body["extension"]
@@ -187,7 +187,7 @@ class FakeLeonardo(FakeServer):
             return self._s3_error(
                 400, "InvalidArgument", "Only one auth mechanism allowed; Bearer is not"
             )
-        recorded = request["recorded"]
+        recorded = request[RECORDED]
         if request.content_type != "multipart/form-data":
             return self._s3_error(412, "PreconditionFailed", "multipart/form-data expected")
         image = next(
@@ -286,7 +286,7 @@ class FakeLeonardo(FakeServer):
     async def _generate(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
             return self._unauthorized()
-        body = request["recorded"].json
+        body = request[RECORDED].json
         problem = self._validate(body)
         if problem is not None:
             return self.error_response(400, problem)

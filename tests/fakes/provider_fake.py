@@ -148,6 +148,7 @@ class FakeJob:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RECORDED = web.RequestKey("recorded", RecordedRequest)
 
 
 class FakeServer:
@@ -325,7 +326,7 @@ class FakeServer:
         entry = await self._record(request)
         if self.record:
             self.requests.append(entry)
-        request["recorded"] = entry
+        request[RECORDED] = entry
         fault = self._take_fault(request.path)
         if fault is not None:
             if fault.body is not None:
