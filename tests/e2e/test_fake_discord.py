@@ -44,10 +44,14 @@ class AgainView(discord.ui.View):
 class PingBot(commands.Bot):
     """What a real bot does against DISCORD_API_BASE_URL, in miniature."""
 
-    def __init__(self, api_base: str, *, sync_guild: int | None = None) -> None:
+    def __init__(
+        self, api_base: str, *, sync_guild: int | None = None, members: bool = False
+    ) -> None:
+        intents = discord.Intents.default()
+        intents.members = members
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=0.05,
@@ -212,6 +216,15 @@ async def test_login_gateway_and_command_sync(fake_discord: FakeDiscord, bot: Pi
     assert bot.user is not None and bot.user.id == fake_discord.bot_user_id
     assert bot.application_id == fake_discord.application_id
     assert fake_discord.heartbeats >= 1  # discord.py beats right after HELLO
+
+    # a member writes: MESSAGE_CREATE arrives, content withheld (no message-content intent)
+    said = await fake_discord.post_user_message(world.channel_id, world.user_id, "hello bot")
+    await fake_discord.wait_for(
+        lambda: any(m.id == said.id for m in bot.cached_messages), 5, "the bot to see it"
+    )
+    seen = next(m for m in bot.cached_messages if m.id == said.id)
+    assert seen.author.id == world.user_id and seen.content == ""
+    assert guild.get_member(world.user_id) is None  # no members intent: only the bot is sent
 
 
 # ----- a slash command end to end --------------------------------------------------------------
@@ -610,11 +623,17 @@ async def test_api_base_switching_and_attachment_hosts() -> None:
 async def test_global_sync_and_default_base_keeps_builtin_gateway(
     fake_discord: FakeDiscord,
 ) -> None:
-    client = PingBot(fake_discord.api_base)  # global commands
+    client = PingBot(fake_discord.api_base, members=True)  # global commands
     async with running_bot(client, fake_discord):
         assert len(fake_discord.commands()) == 5
         world = fake_discord.world
         assert world is not None
+        guild = client.get_guild(world.guild_id)
+        assert guild is not None
+        alice = guild.get_member(world.user_id)  # members intent: GUILD_CREATE has everyone
+        assert alice is not None and alice.name == "alice"
+        [found] = await guild.query_members("ali")  # REQUEST_GUILD_MEMBERS → chunk
+        assert found.id == world.user_id
         inter = await fake_discord.send_slash_command(
             world.guild_id, world.channel_id, world.user_id, "ping"
         )
@@ -625,3 +644,16 @@ async def test_global_sync_and_default_base_keeps_builtin_gateway(
     assert discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY != DISCORD_GATEWAY
     apply_api_base(DISCORD_API_BASE)
     assert discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY == DISCORD_GATEWAY
+
+
+async def test_disallowed_privileged_intent_is_refused() -> None:
+    async with FakeDiscord(privileged_intents=0) as fake:
+        fake.populate_default_world()
+        client = PingBot(fake.api_base, members=True)
+        try:
+            with pytest.raises(discord.PrivilegedIntentsRequired):
+                async with running_bot(client, fake):
+                    pass
+        finally:
+            apply_api_base(DISCORD_API_BASE)
+        assert [c.kind for c in fake.gateway_connections] == ["open"]  # closed with 4014
