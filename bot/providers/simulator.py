@@ -93,6 +93,7 @@ class SimulatorProvider:
         )
 
     async def submit(self, request: NegotiatedRequest) -> ProviderJob:
+        await asyncio.to_thread(self._prune_expired)
         job_id = uuid.uuid4().hex
         job_dir = self._job_dir(job_id)
         images = await asyncio.to_thread(self._receive_images, request, job_dir)
@@ -115,9 +116,11 @@ class SimulatorProvider:
         elapsed, delay = self._elapsed(job)
         if elapsed > JOB_EXPIRY.total_seconds() + delay:
             raise JobNotFoundError(f"simulator job {job.job_id} has expired")
+        # Like a remote provider, a job's files stay until it expires (so a download can be
+        # repeated after a crash); a missing directory means cancelled or unknown.
+        if not self._job_dir(job.job_id).is_dir():
+            raise JobNotFoundError(f"simulator job {job.job_id} is unknown or was cancelled")
         if elapsed < delay:
-            if not self._job_dir(job.job_id).is_dir():
-                raise JobNotFoundError(f"simulator job {job.job_id} is unknown or was cancelled")
             eta = delay - elapsed
             if elapsed < QUEUED_SHARE * delay:
                 return JobStatus(state=JobState.QUEUED, progress=0.0, eta_seconds=eta)
@@ -157,7 +160,6 @@ class SimulatorProvider:
             first_frame=images.get("first_frame"),
             last_frame=images.get("last_frame"),
         )
-        await asyncio.to_thread(shutil.rmtree, self._job_dir(job.job_id), True)
 
     async def check(self) -> CheckResult:
         try:
@@ -187,6 +189,18 @@ class SimulatorProvider:
         if not job_id.isalnum():  # job ids are uuid4 hex; never let one escape work_dir
             raise JobNotFoundError("simulator job id is not valid")
         return self.work_dir / job_id
+
+    def _prune_expired(self) -> None:
+        """Remove job directories older than the provider's expiry."""
+        if not self.work_dir.is_dir():
+            return
+        cutoff = self.clock().timestamp() - JOB_EXPIRY.total_seconds()
+        for job_dir in self.work_dir.iterdir():
+            try:
+                if job_dir.is_dir() and job_dir.stat().st_mtime < cutoff:
+                    shutil.rmtree(job_dir, ignore_errors=True)
+            except OSError:
+                continue
 
     def _receive_images(self, request: NegotiatedRequest, job_dir: Path) -> dict[str, str]:
         job_dir.mkdir(parents=True, exist_ok=False)

@@ -114,8 +114,26 @@ async def test_text_to_video_lifecycle(tmp_path):
     assert info.fps == 25
     assert (info.width, info.height) == (912, 512)
     assert info.has_audio and info.audio_codec == "aac" and info.video_codec == "h264"
-    assert not (tmp_path / "work" / job.job_id).exists()  # the work dir is cleaned up
+    # Like a remote provider, the job stays downloadable (e.g. after a crash mid-delivery).
+    assert (tmp_path / "work" / job.job_id).is_dir()
+    again = tmp_path / "again.mp4"
+    await sim.download(job, again)
+    assert again.read_bytes() == dest.read_bytes()
     await sim.aclose()
+
+
+async def test_expired_job_directories_are_pruned_on_submit(tmp_path):
+    import os
+
+    work = tmp_path / "work"
+    sim = SimulatorProvider(work, delay_seconds=0)
+    old = await sim.submit(sim.negotiate(small_request(audio=False)))
+    day_and_more = 25 * 3600
+    stamp = (work / old.job_id).stat().st_mtime - day_and_more
+    os.utime(work / old.job_id, (stamp, stamp))
+    fresh = await sim.submit(sim.negotiate(small_request(audio=False)))
+    assert not (work / old.job_id).exists()
+    assert (work / fresh.job_id).is_dir()
 
 
 async def test_status_uses_the_clock_and_resumes_after_restart(tmp_path):
