@@ -53,6 +53,15 @@ def allowance_words(left: float | None) -> str:
     return f"{max(0, round(left))} s of your allowance left"
 
 
+def public_header(req: NegotiatedRequest, *, job_id: int, user_id: int) -> str:
+    """The public status message's first lines (no allowance figures: those are private)."""
+    lines = [f"🎬 <@{user_id}> · **job {job_id}** · {settings_line(req)} · ${req.cost_usd:.2f}"]
+    if req.adjustments:
+        lines.append("Adjusted: " + "; ".join(a.describe() for a in req.adjustments))
+    lines.append(f"> {echo_prompt(req.prompt, 300)}")
+    return shorten_block("\n".join(lines))
+
+
 def summary(
     req: NegotiatedRequest, *, job_id: int, allowance_left: float | None, position: int | None
 ) -> str:

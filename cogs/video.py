@@ -160,6 +160,7 @@ class Live:
     started: float
     token_ok: bool = True
     last_edit: float = 0.0
+    public: discord.WebhookMessage | None = None  # the public status message (follow-up)
     status_message: discord.Message | None = None  # our own channel message after token expiry
     header: str = ""
 
@@ -227,7 +228,7 @@ class VideoCog(commands.Cog):
         if problem is not None:
             await send_ephemeral(interaction, problem)
             return
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         options = {
             "duration": duration,
             "resolution": resolution,
@@ -322,32 +323,44 @@ class VideoCog(commands.Cog):
             return
         job_id = admitted.job_id
         left = await self._allowance_left(who)
+        position = self.bot.tracker.queue_position(job_id)
         live = Live(interaction=interaction, started=time.monotonic())
-        live.header = render.summary(
-            admitted.request,
-            job_id=job_id,
-            allowance_left=left,
-            position=self.bot.tracker.queue_position(job_id),
-        )
+        live.header = render.public_header(admitted.request, job_id=job_id, user_id=member.id)
         self.live[job_id] = live
         try:
-            message = await interaction.edit_original_response(
-                content=live.header, view=cancel_view(job_id),
+            await interaction.edit_original_response(
+                content=render.summary(
+                    admitted.request, job_id=job_id, allowance_left=left, position=position
+                ),
                 allowed_mentions=discord.AllowedMentions.none(),
             )
-            await job_store.set_interaction_message(self.bot.db, job_id, message.id)
+            live.public = await interaction.followup.send(
+                render.shorten_block(
+                    f"{live.header}\n"
+                    + render.progress_line(
+                        state="starting", elapsed_s=0, progress=None, eta_s=None,
+                        position=position,
+                    )
+                ),
+                view=cancel_view(job_id),
+                allowed_mentions=discord.AllowedMentions.none(),
+                wait=True,
+            )
+            await job_store.set_interaction_message(self.bot.db, job_id, live.public.id)
             live.last_edit = time.monotonic()
         except discord.HTTPException:
             live.token_ok = False
-            log.warning("job %s: could not show its summary via the interaction", job_id)
+            log.warning("job %s: could not show its status via the interaction", job_id)
 
     async def _refuse(self, interaction: discord.Interaction, message: str) -> None:
-        """Replace the public 'thinking…' placeholder by an ephemeral explanation."""
+        """Answer in the (ephemeral) deferred response: what to change, nothing charged."""
         try:
-            await interaction.delete_original_response()
+            await interaction.edit_original_response(
+                content=render.shorten_block(f"⚠️ {message}"),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
         except discord.HTTPException:
-            pass
-        await send_ephemeral(interaction, message)
+            log.warning("could not tell interaction %s why it was refused", interaction.id)
 
     async def _allowance_left(self, who: Requester) -> float | None:
         assert who.guild_id is not None
@@ -442,7 +455,7 @@ class VideoCog(commands.Cog):
         if problem is not None:
             await send_ephemeral(interaction, problem)
             return
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         options = {
             "duration": req.duration,
             "resolution": req.resolution,
@@ -514,10 +527,9 @@ class VideoCog(commands.Cog):
             return
         live.last_edit = now
         content = render.shorten_block(f"{live.header}\n{text}" if live.header else text)
-        if live.token_valid():
-            assert live.interaction is not None
+        if live.token_valid() and live.public is not None:
             try:
-                await live.interaction.edit_original_response(
+                await live.public.edit(
                     content=content, view=view, allowed_mentions=discord.AllowedMentions.none()
                 )
                 return
@@ -648,7 +660,7 @@ class VideoCog(commands.Cog):
         live = self._live(job)
         text = render.ended_text(job_id=job.id, outcome=outcome, reason=reason, refunded=job.guild_id is not None)
         self.live.pop(job.id, None)
-        if live.token_valid():
+        if live.token_valid() and live.public is not None:
             await self._status(job, text, force=True, view=None)
             return
         channel = await self._channel(job)
