@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from bot.negotiation import negotiate
 from bot.pricing import bytecompute_price_per_second
@@ -42,6 +43,7 @@ from bot.providers.http import (
     find_url,
     host_of,
     json_object,
+    parse_answer,
     send,
     stream_to_file,
 )
@@ -170,6 +172,19 @@ def _one(item: Any) -> Adjustment:
     return Adjustment(field="other", reason=str(item), source="provider")
 
 
+class GenerateForm(BaseModel):
+    """The text fields of `POST /v1/generate` (numbers go as strings in multipart)."""
+
+    model: str = MODEL
+    prompt: str
+    duration: int
+    resolution: str  # WIDTHxHEIGHT; takes priority over aspect_ratio, so that is not sent
+    fps: int
+
+    def fields(self) -> list[tuple[str, str]]:
+        return [(name, str(value)) for name, value in self.model_dump().items()]
+
+
 class JobAnswer(TolerantModel):
     """Submit and status answers (unknown shape: every field optional)."""
 
@@ -287,13 +302,14 @@ class ByteComputeProvider:
 
     async def build_form(self, request: NegotiatedRequest) -> list[tuple[str, Any]]:
         """The multipart parts: documented text fields, then image files."""
-        parts: list[tuple[str, Any]] = [
-            ("model", (None, request.model or MODEL)),
-            ("prompt", (None, request.prompt)),
-            ("duration", (None, str(request.duration))),
-            ("resolution", (None, f"{request.width}x{request.height}")),
-            ("fps", (None, str(request.fps))),
-        ]
+        form = GenerateForm(
+            model=request.model or MODEL,
+            prompt=request.prompt,
+            duration=request.duration,
+            resolution=f"{request.width}x{request.height}",
+            fps=request.fps,
+        )
+        parts: list[tuple[str, Any]] = [(name, (None, value)) for name, value in form.fields()]
         for name in ("image", "first_frame", "last_frame"):
             image = getattr(request, name)
             if image is not None:
@@ -314,7 +330,7 @@ class ByteComputeProvider:
             files=parts,
             submit=True,
         )
-        answer = JobAnswer.model_validate(json_object(response, label=LABEL))
+        answer = parse_answer(JobAnswer, json_object(response, label=LABEL), label=LABEL)
         job_id = answer.job_key()
         if job_id is None:
             raise TransientError(f"{LABEL} accepted the job but sent no job id")
@@ -341,7 +357,7 @@ class ByteComputeProvider:
             secrets=[self._key],
             headers=self._headers(),
         )
-        answer = JobAnswer.model_validate(json_object(response, label=LABEL))
+        answer = parse_answer(JobAnswer, json_object(response, label=LABEL), label=LABEL)
         state = parse_state(answer.state_word())
         failure = answer.failure() if state in (JobState.FAILED, JobState.CANCELLED) else None
         if state is JobState.FAILED and not failure:

@@ -26,10 +26,10 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from bot.providers.base import (
     AuthenticationError,
@@ -54,6 +54,7 @@ _MESSAGE_LIMIT = 300
 _REDIRECT_CODES = {301, 302, 303, 307, 308}
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+M = TypeVar("M", bound=BaseModel)
 
 
 # ----- errors special to HTTP ----------------------------------------------------------
@@ -89,6 +90,15 @@ class TolerantModel(BaseModel):
                 "%s: unknown response fields %s", type(self).__name__, sorted(self.model_extra)
             )
         return self
+
+
+def parse_answer(model: type[M], data: Any, *, label: str) -> M:
+    """Validate an answer into `model`; a shape we cannot read is a (retryable) bad answer."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:3])
+        raise TransientError(f"{label} sent an answer we cannot read ({where})") from None
 
 
 # ----- messages ------------------------------------------------------------------------

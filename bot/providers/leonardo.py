@@ -35,9 +35,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import BaseModel
 
 from bot.negotiation import negotiate
 from bot.pricing import (
@@ -66,9 +67,11 @@ from bot.providers.base import (
 )
 from bot.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
+    TolerantModel,
     URLGuard,
     host_of,
     json_object,
+    parse_answer,
     send,
     stream_to_file,
 )
@@ -142,6 +145,86 @@ class InitImageUpload:
     key: str | None = None
 
 
+# ----- request body (POST /v2/generations) ---------------------------------------------
+
+
+class ImageRef(BaseModel):
+    id: str
+    type: Literal["UPLOADED"] = "UPLOADED"
+
+
+class FrameGuidance(BaseModel):
+    image: ImageRef
+
+
+class Guidances(BaseModel):
+    start_frame: list[FrameGuidance] | None = None
+    end_frame: list[FrameGuidance] | None = None
+
+
+class LtxParameters(BaseModel):
+    prompt: str
+    quantity: int = 1
+    width: int
+    height: int
+    duration: int
+    mode: str
+    prompt_enhance: Literal["AUTO", "ON", "OFF"] = "OFF"
+    seed: int | None = None
+    guidances: Guidances | None = None
+
+
+class GenerationBody(BaseModel):
+    model: str
+    public: bool = False
+    parameters: LtxParameters
+
+    def to_json(self, *, audio_field: str, audio: bool) -> dict[str, Any]:
+        """The JSON body; the audio switch goes in under the name being tried."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["parameters"][audio_field] = audio
+        return data
+
+
+# ----- answers (shapes partly unknown: every field optional, extras kept) ---------------
+
+
+class UploadInitImage(TolerantModel):
+    id: Any = None
+    url: Any = None
+    fields: Any = None
+    key: Any = None
+
+
+class InitImageAnswer(TolerantModel):
+    uploadInitImage: UploadInitImage | None = None
+
+
+class GenerationRecord(TolerantModel):
+    id: Any = None
+    status: Any = None
+    generated_images: list[Any] | None = None
+    generated_videos: list[Any] | None = None
+    failureReason: Any = None
+    error: Any = None
+
+
+class GenerationAnswer(TolerantModel):
+    generations_by_pk: GenerationRecord | None = None
+
+
+class UserDetails(TolerantModel):
+    apiPaidTokens: Any = None
+    apiSubscriptionTokens: Any = None
+    paidTokens: Any = None
+    subscriptionTokens: Any = None
+    apiConcurrencySlots: Any = None
+
+
+class MeAnswer(TolerantModel):
+    user_details: list[UserDetails] | None = None
+
+
 def parse_generation(data: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
     """(generation id, cost) from a create answer, wherever the id sits."""
     candidates: list[Mapping[str, Any]] = [data]
@@ -186,9 +269,9 @@ def _float(value: Any) -> float | None:
     return None
 
 
-def _video_url(generation: Mapping[str, Any]) -> str | None:
+def _video_url(generation: GenerationRecord) -> str | None:
     for list_key in ("generated_images", "generated_videos"):
-        items = generation.get(list_key)
+        items = getattr(generation, list_key)
         if not isinstance(items, list):
             continue
         for item in items:
@@ -284,30 +367,27 @@ class LeonardoProvider:
             headers=self._headers(),
             json_body={"extension": extension},
         )
-        data = json_object(response, label=LABEL)
-        upload = data.get("uploadInitImage")
-        if not isinstance(upload, Mapping):
+        answer = parse_answer(InitImageAnswer, json_object(response, label=LABEL), label=LABEL)
+        upload = answer.uploadInitImage
+        if upload is None:
             raise TransientError(f"{LABEL} sent no upload details for the image")
-        raw_fields = upload.get("fields")
-        fields: Any
-        if isinstance(raw_fields, str):
+        fields: Any = upload.fields
+        if isinstance(fields, str):
             try:
-                fields = json.loads(raw_fields) if raw_fields.strip() else {}
+                fields = json.loads(fields) if fields.strip() else {}
             except ValueError:
                 raise TransientError(f"{LABEL} sent unreadable upload fields") from None
-        else:
-            fields = raw_fields or {}
         if not isinstance(fields, Mapping):
             raise TransientError(f"{LABEL} sent unreadable upload fields")
-        image_id, url = upload.get("id"), upload.get("url")
-        if not isinstance(image_id, str) or not isinstance(url, str) or not image_id or not url:
+        if not isinstance(upload.id, str) or not isinstance(upload.url, str):
             raise TransientError(f"{LABEL} sent incomplete upload details for the image")
-        key = upload.get("key")
+        if not upload.id or not upload.url:
+            raise TransientError(f"{LABEL} sent incomplete upload details for the image")
         return InitImageUpload(
-            id=image_id,
-            url=url,
+            id=upload.id,
+            url=upload.url,
             fields={str(k): str(v) for k, v in fields.items()},
-            key=key if isinstance(key, str) else None,
+            key=upload.key if isinstance(upload.key, str) else None,
         )
 
     async def upload_init_image(self, image: InputImage) -> str:
@@ -350,26 +430,27 @@ class LeonardoProvider:
         include_seed: bool = True,
     ) -> dict[str, Any]:
         model = request.model if request.model in MODELS else self.model
-        parameters: dict[str, Any] = {
-            "prompt": request.prompt,
-            "quantity": 1,
-            "width": request.width,
-            "height": request.height,
-            "duration": request.duration,
-            "mode": resolution_mode(request.width, request.height),
-            "prompt_enhance": "OFF",
-            audio_field or self._audio_field: request.audio,
-        }
-        if include_seed and request.seed is not None:
-            parameters["seed"] = request.seed
-        guidances: dict[str, Any] = {}
+        guidances = None
         if start_frame is not None:
-            guidances["start_frame"] = [{"image": {"id": start_frame, "type": "UPLOADED"}}]
-        if end_frame is not None:
-            guidances["end_frame"] = [{"image": {"id": end_frame, "type": "UPLOADED"}}]
-        if guidances:
-            parameters["guidances"] = guidances
-        return {"model": model, "public": False, "parameters": parameters}
+            guidances = Guidances(
+                start_frame=[FrameGuidance(image=ImageRef(id=start_frame))],
+                end_frame=[FrameGuidance(image=ImageRef(id=end_frame))] if end_frame else None,
+            )
+        body = GenerationBody(
+            model=model,
+            public=False,
+            parameters=LtxParameters(
+                prompt=request.prompt,
+                width=request.width,
+                height=request.height,
+                duration=request.duration,
+                mode=resolution_mode(request.width, request.height),
+                prompt_enhance="OFF",
+                seed=request.seed if include_seed else None,
+                guidances=guidances,
+            ),
+        )
+        return body.to_json(audio_field=audio_field or self._audio_field, audio=request.audio)
 
     async def submit(self, request: NegotiatedRequest) -> ProviderJob:
         start_id: str | None = None
@@ -470,16 +551,16 @@ class LeonardoProvider:
             secrets=[self._key],
             headers=self._headers(),
         )
-        data = json_object(response, label=LABEL)
-        generation = data.get("generations_by_pk")
-        if not isinstance(generation, Mapping):
+        answer = parse_answer(GenerationAnswer, json_object(response, label=LABEL), label=LABEL)
+        generation = answer.generations_by_pk
+        if generation is None:
             if self._seconds_since_submit(job) < self._missing_grace:
                 return JobStatus(state=JobState.QUEUED)
             raise JobNotFoundError(f"{LABEL} does not know generation {job.job_id}")
-        word = str(generation.get("status") or "").upper()
+        word = str(generation.status or "").upper()
         if word == "FAILED":
             self._forget(job.job_id)
-            reason = generation.get("failureReason") or generation.get("error")
+            reason = generation.failureReason or generation.error
             return JobStatus(
                 state=JobState.FAILED,
                 failure_reason=str(reason) if reason else f"{LABEL} reported the generation failed",
@@ -536,13 +617,12 @@ class LeonardoProvider:
                 secrets=[self._key],
                 headers=self._headers(),
             )
-            data = json_object(response, label=LABEL)
+            answer = parse_answer(MeAnswer, json_object(response, label=LABEL), label=LABEL)
         except ProviderError as exc:
             return CheckResult(provider=self.name, ok=False, detail=exc.message)
-        details = data.get("user_details")
-        first = details[0] if isinstance(details, list) and details else None
-        if not isinstance(first, Mapping):
+        if not answer.user_details:
             return CheckResult(provider=self.name, ok=True, detail="key accepted (no details)")
+        first = answer.user_details[0]
         parts = ["key accepted"]
         balances = []
         for key, label in (
@@ -551,12 +631,12 @@ class LeonardoProvider:
             ("paidTokens", "paid"),
             ("subscriptionTokens", "subscription"),
         ):
-            value = _float(first.get(key))
+            value = _float(getattr(first, key))
             if value is not None:
                 balances.append(f"{label} {value:g}")
         if balances:
             parts.append("credits: " + ", ".join(balances))
-        slots = _float(first.get("apiConcurrencySlots"))
+        slots = _float(first.apiConcurrencySlots)
         if slots is not None:
             parts.append(f"concurrency slots: {slots:g}")
         return CheckResult(provider=self.name, ok=True, detail="; ".join(parts))

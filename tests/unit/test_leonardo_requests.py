@@ -463,3 +463,12 @@ def test_models_and_base_urls() -> None:
     assert pro.limits.default_model == LEONARDO_PRO and pro.limits.durations == (6, 8, 10)
     with pytest.raises(ValueError, match="unknown Leonardo model"):
         LeonardoProvider(client, api_key=KEY, base_url=BASE, model="ltxv-9")
+
+
+async def test_unreadable_answers_are_transient() -> None:
+    api = FakeApi()
+    api.poll_answers = ["not an object"]
+    provider, client = make(api)
+    async with client:
+        with pytest.raises(TransientError, match="cannot read"):
+            await provider.status(job())
