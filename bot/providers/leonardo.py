@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -90,6 +91,7 @@ SIZES: tuple[tuple[int, int], ...] = (
 )
 DURATIONS = {LEONARDO_PRO: (6, 8, 10), LEONARDO_FAST: tuple(range(6, 21, 2))}
 AUDIO_FIELDS = ("motion_has_audio", "audio")
+_SEED = re.compile(r"\bseed\b")
 
 LIMITS = ProviderLimits(
     models=MODELS,
@@ -492,7 +494,7 @@ class LeonardoProvider:
                     log.info("Leonardo refused %s; retrying with `audio`", audio_field)
                     audio_field, tried_audio = AUDIO_FIELDS[1], True
                     continue
-                if include_seed and "seed" in body["parameters"] and "seed" in text:
+                if include_seed and "seed" in body["parameters"] and _SEED.search(text):
                     log.info("Leonardo refused `seed`; retrying without it")
                     include_seed = False
                     adjustments.append(
