@@ -31,7 +31,9 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
+from bot import moderation
 from bot.db import Database
+from bot.moderation import Change
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
 from bot.store.guilds import DbOrConn, GuildSettings, MemberAllowance, RoleAllowance
@@ -291,14 +293,23 @@ async def reserve(
     now = _aware(now)
     if not seconds > 0 or width <= 0 or height <= 0 or cost_usd < 0:
         raise ValueError("reserve needs seconds > 0, a positive size and cost_usd >= 0")
-    if await ledger.reservation(conn, job_id) is not None:
-        raise ValueError(f"job {job_id} already has a reservation")
-    settings = await guild_store.get_guild_settings(conn, guild_id)
-    override, roles = await guild_store.allowance_rules(conn, guild_id, user_id, role_ids)
-    allowance = resolve_allowance(override, roles, settings.quota_seconds, default_seconds)
+    rules = await guild_store.member_rules(conn, guild_id, user_id, role_ids)
+    settings = rules.settings
+    allowance = resolve_allowance(
+        rules.override, rules.roles, settings.quota_seconds, default_seconds
+    )
     weight = weight_for(width, height, settings.hd_weight)
     needed = seconds * weight
-    state = await ledger.member_state(conn, guild_id, user_id)
+    snap = await ledger.member_snapshot(
+        conn,
+        guild_id,
+        user_id,
+        after=window_start(now, settings.quota_window_seconds),
+        job_id=job_id,
+        month=None if settings.monthly_budget_usd is None else ledger.month_key(now),
+    )
+    if snap.job_reserved:
+        raise ValueError(f"job {job_id} already has a reservation")
 
     if allowance.seconds == 0:
         raise _allowance_refusal(
@@ -310,14 +321,14 @@ async def reserve(
             schedule=[],
         )
     cap = settings.max_concurrent_jobs or default_max_concurrent
-    if cap is not None and state.active >= cap:
+    if cap is not None and snap.active >= cap:
         raise QuotaExceeded(
-            f"You already have {state.active} clip{'s' if state.active != 1 else ''} in "
+            f"You already have {snap.active} clip{'s' if snap.active != 1 else ''} in "
             f"progress (the limit is {cap}); wait for one to finish, then try again.",
             reason="concurrency",
         )
-    if settings.cooldown_seconds and state.last_reserve_at is not None:
-        ready = state.last_reserve_at + timedelta(seconds=settings.cooldown_seconds)
+    if settings.cooldown_seconds and snap.last_reserve_at is not None:
+        ready = snap.last_reserve_at + timedelta(seconds=settings.cooldown_seconds)
         if now < ready:
             raise QuotaExceeded(
                 f"This server has a {fmt_seconds(settings.cooldown_seconds)} cooldown between "
@@ -327,14 +338,7 @@ async def reserve(
             )
     left: float | None = None
     if allowance.seconds is not None:
-        charges = await ledger.window_charges(
-            conn,
-            guild_id,
-            user_id,
-            after=window_start(now, settings.quota_window_seconds),
-            reset_id=state.reset_id,
-        )
-        left = allowance.seconds - sum(c.seconds for c in charges)
+        left = allowance.seconds - sum(c.seconds for c in snap.charges)
         if needed > left + EPSILON:
             raise _allowance_refusal(
                 allowance=allowance,
@@ -342,20 +346,18 @@ async def reserve(
                 left=left,
                 needed=needed,
                 weight=weight,
-                schedule=refills(charges, settings.quota_window_seconds),
+                schedule=refills(snap.charges, settings.quota_window_seconds),
             )
         left -= needed
     budget = settings.monthly_budget_usd
-    if budget is not None:
-        spent = await ledger.guild_spend(conn, guild_id, since=month_start(now))
-        if spent + cost_usd > budget + EPSILON:
-            renew = next_month_start(now)
-            raise QuotaExceeded(
-                "This server has used its video budget for this month; it renews "
-                f"{discord_time(renew, 'D')} ({discord_time(renew, 'R')}).",
-                refill_at=renew,
-                reason="guild_budget",
-            )
+    if budget is not None and snap.guild_month_spend + cost_usd > budget + EPSILON:
+        renew = next_month_start(now)
+        raise QuotaExceeded(
+            "This server has used its video budget for this month; it renews "
+            f"{discord_time(renew, 'D')} ({discord_time(renew, 'R')}).",
+            refill_at=renew,
+            reason="guild_budget",
+        )
     entry_id = await ledger.insert_entry(
         conn,
         guild_id=guild_id,
@@ -443,23 +445,21 @@ async def usage_in(
     default_max_concurrent: int | None = None,
 ) -> Usage:
     now = _aware(now)
-    settings = await guild_store.get_guild_settings(conn, guild_id)
-    override, roles = await guild_store.allowance_rules(conn, guild_id, user_id, role_ids)
-    allowance = resolve_allowance(override, roles, settings.quota_seconds, default_seconds)
-    state = await ledger.member_state(conn, guild_id, user_id)
-    charges = await ledger.window_charges(
-        conn,
-        guild_id,
-        user_id,
-        after=window_start(now, settings.quota_window_seconds),
-        reset_id=state.reset_id,
+    rules = await guild_store.member_rules(conn, guild_id, user_id, role_ids)
+    settings = rules.settings
+    allowance = resolve_allowance(
+        rules.override, rules.roles, settings.quota_seconds, default_seconds
     )
+    snap = await ledger.member_snapshot(
+        conn, guild_id, user_id, after=window_start(now, settings.quota_window_seconds)
+    )
+    charges = snap.charges
     used = sum(c.seconds for c in charges if c.closed)
     reserved = sum(c.seconds for c in charges if not c.closed)
     schedule = refills(charges, settings.quota_window_seconds)
     cooldown_until = None
-    if settings.cooldown_seconds and state.last_reserve_at is not None:
-        ready = state.last_reserve_at + timedelta(seconds=settings.cooldown_seconds)
+    if settings.cooldown_seconds and snap.last_reserve_at is not None:
+        ready = snap.last_reserve_at + timedelta(seconds=settings.cooldown_seconds)
         cooldown_until = ready if ready > now else None
     return Usage(
         guild_id=guild_id,
@@ -472,7 +472,7 @@ async def usage_in(
         left=None if allowance.seconds is None else max(0.0, allowance.seconds - used - reserved),
         next_refill_at=schedule[0][0] if schedule else None,
         next_refill_seconds=schedule[0][1] if schedule else 0.0,
-        active_jobs=state.active,
+        active_jobs=snap.active,
         max_concurrent=settings.max_concurrent_jobs or default_max_concurrent,
         cooldown_until=cooldown_until,
         hd_weight=settings.hd_weight,
@@ -514,15 +514,10 @@ async def reset_member(
     """
     now = _aware(now)
     settings = await guild_store.get_guild_settings(conn, guild_id)
-    state = await ledger.member_state(conn, guild_id, user_id)
-    charges = await ledger.window_charges(
-        conn,
-        guild_id,
-        user_id,
-        after=window_start(now, settings.quota_window_seconds),
-        reset_id=state.reset_id,
+    snap = await ledger.member_snapshot(
+        conn, guild_id, user_id, after=window_start(now, settings.quota_window_seconds)
     )
-    forgiven = sum(c.seconds for c in charges)
+    forgiven = sum(c.seconds for c in snap.charges)
     await ledger.insert_entry(
         conn,
         guild_id=guild_id,
@@ -532,23 +527,12 @@ async def reset_member(
         seconds=0.0,
         cost_usd=0.0,
         at=now,
-        note=(note or f"reset; {fmt_seconds(forgiven)} were counted")[:500],
+        note=" ".join(filter(None, [note, f"({fmt_seconds(forgiven)} were counted)"]))[:500],
     )
     return forgiven
 
 
 # ----- admin changes (each audited in the same transaction) ------------------------------
-
-
-class AdminChange(BaseModel):
-    """One audited change: `summary` is the reply to the admin and the audit summary."""
-
-    model_config = ConfigDict(frozen=True)
-
-    setting: str
-    summary: str
-    old: Any
-    new: Any
 
 
 class AllowanceOverview(BaseModel):
@@ -573,20 +557,18 @@ async def _audit(
     old: Any,
     new: Any,
     now: datetime,
-) -> AdminChange:
-    from bot import moderation  # imported here: moderation may use the quota rules
-
-    await moderation.audit(
+) -> Change:
+    audit_id = await moderation.audit(
         conn,
         guild_id=guild_id,
-        kind="admin",
-        summary=f"allowance: {summary}",
+        kind=moderation.KIND_ADMIN,
+        summary=summary,
         actor_id=actor_id,
         target_id=target_id,
         data={"setting": setting, "old": old, "new": new},
         now=now,
     )
-    return AdminChange(setting=setting, summary=summary, old=old, new=new)
+    return Change(setting=setting, summary=summary, old=old, new=new, audit_id=audit_id)
 
 
 def _check_range(name: str, value: float, low: float, high: float, unit: str = "") -> None:
@@ -609,7 +591,9 @@ async def overview(
             default_max_concurrent=default_max_concurrent,
             roles=await guild_store.list_role_allowances(conn, guild_id),
             members=await guild_store.list_member_allowances(conn, guild_id),
-            spent_this_month_usd=await ledger.guild_spend(conn, guild_id, since=month_start(now)),
+            spent_this_month_usd=await ledger.guild_spend(
+                conn, guild_id, month=ledger.month_key(now)
+            ),
         )
 
 
@@ -622,7 +606,7 @@ async def set_default(
     window_hours: float | None,
     now: datetime,
     default_seconds: int,
-) -> AdminChange:
+) -> Change:
     _check_range("seconds", seconds, 0, 10_000_000, " s")
     fields: dict[str, Any] = {"quota_seconds": seconds}
     if window_hours is not None:
@@ -639,7 +623,7 @@ async def set_default(
             actor_id=actor_id,
             target_id=None,
             setting="default",
-            summary=f"server default {before} → {after}",
+            summary=f"server default allowance: {before} → {after}",
             old={"seconds": old.quota_seconds, "window_seconds": old.quota_window_seconds},
             new={"seconds": new.quota_seconds, "window_seconds": new.quota_window_seconds},
             now=now,
@@ -648,7 +632,7 @@ async def set_default(
 
 async def set_role(
     db: Database, *, guild_id: int, actor_id: int, role_id: int, seconds: int | None, now: datetime
-) -> AdminChange:
+) -> Change:
     if seconds is not None:
         _check_range("seconds", seconds, 0, 10_000_000, " s")
     async with db.transaction() as conn:
@@ -661,7 +645,7 @@ async def set_role(
             actor_id=actor_id,
             target_id=None,
             setting="role",
-            summary=f"role <@&{role_id}> {before} → {fmt_allowance(seconds)}",
+            summary=f"allowance of role <@&{role_id}>: {before} → {fmt_allowance(seconds)}",
             old=old,
             new={"role_id": role_id, "seconds": seconds},
             now=now,
@@ -670,7 +654,7 @@ async def set_role(
 
 async def clear_role(
     db: Database, *, guild_id: int, actor_id: int, role_id: int, now: datetime
-) -> AdminChange | None:
+) -> Change | None:
     """Remove a role allowance; None (nothing audited) when the role had none."""
     async with db.transaction() as conn:
         previous = await guild_store.remove_role_allowance(conn, guild_id, role_id)
@@ -682,7 +666,7 @@ async def clear_role(
             actor_id=actor_id,
             target_id=None,
             setting="role",
-            summary=f"role <@&{role_id}> {fmt_allowance(previous.seconds)} → not set",
+            summary=f"allowance of role <@&{role_id}>: {fmt_allowance(previous.seconds)} → not set",
             old={"role_id": role_id, "seconds": previous.seconds},
             new=None,
             now=now,
@@ -691,7 +675,7 @@ async def clear_role(
 
 async def set_member(
     db: Database, *, guild_id: int, actor_id: int, user_id: int, seconds: int | None, now: datetime
-) -> AdminChange:
+) -> Change:
     if seconds is not None:
         _check_range("seconds", seconds, 0, 10_000_000, " s")
     async with db.transaction() as conn:
@@ -703,7 +687,7 @@ async def set_member(
             actor_id=actor_id,
             target_id=user_id,
             setting="member",
-            summary=f"member <@{user_id}> {before} → {fmt_allowance(seconds)}",
+            summary=f"allowance of <@{user_id}>: {before} → {fmt_allowance(seconds)}",
             old=None if previous is None else {"seconds": previous.seconds},
             new={"seconds": seconds},
             now=now,
@@ -712,7 +696,7 @@ async def set_member(
 
 async def clear_member(
     db: Database, *, guild_id: int, actor_id: int, user_id: int, now: datetime
-) -> AdminChange | None:
+) -> Change | None:
     """Remove a member override; None (nothing audited) when there was none."""
     async with db.transaction() as conn:
         previous = await guild_store.remove_member_allowance(conn, guild_id, user_id)
@@ -724,7 +708,7 @@ async def clear_member(
             actor_id=actor_id,
             target_id=user_id,
             setting="member",
-            summary=f"member <@{user_id}> {fmt_allowance(previous.seconds)} → not set",
+            summary=f"allowance of <@{user_id}>: {fmt_allowance(previous.seconds)} → not set",
             old={"seconds": previous.seconds},
             new=None,
             now=now,
@@ -741,7 +725,7 @@ async def _set_field(
     label: str,
     show: Any,
     now: datetime,
-) -> AdminChange:
+) -> Change:
     async with db.transaction() as conn:
         old = await guild_store.get_guild_settings(conn, guild_id)
         new = await guild_store.update_guild_settings(conn, guild_id, now=now, **{field: value})
@@ -752,7 +736,7 @@ async def _set_field(
             actor_id=actor_id,
             target_id=None,
             setting=field,
-            summary=f"{label} {show(old_value)} → {show(new_value)}",
+            summary=f"{label}: {show(old_value)} → {show(new_value)}",
             old=old_value,
             new=new_value,
             now=now,
@@ -767,7 +751,7 @@ async def set_concurrency(
     jobs: int | None,
     now: datetime,
     default_max_concurrent: int | None,
-) -> AdminChange:
+) -> Change:
     """Cap open jobs per member (None: back to the bot default)."""
     if jobs is not None:
         _check_range("jobs", jobs, 1, 100)
@@ -793,7 +777,7 @@ async def set_concurrency(
 
 async def set_cooldown(
     db: Database, *, guild_id: int, actor_id: int, seconds: int, now: datetime
-) -> AdminChange:
+) -> Change:
     _check_range("seconds", seconds, 0, 86_400, " s")
     return await _set_field(
         db,
@@ -801,7 +785,7 @@ async def set_cooldown(
         actor_id=actor_id,
         field="cooldown_seconds",
         value=seconds,
-        label="cooldown",
+        label="cooldown between clips",
         show=lambda v: "none" if not v else fmt_seconds(v),
         now=now,
     )
@@ -809,7 +793,7 @@ async def set_cooldown(
 
 async def set_budget(
     db: Database, *, guild_id: int, actor_id: int, usd: float | None, now: datetime
-) -> AdminChange:
+) -> Change:
     """The guild's monthly USD budget (None or 0: no budget)."""
     if usd is not None:
         if math.isnan(usd):
@@ -829,7 +813,7 @@ async def set_budget(
 
 async def set_hd_weight(
     db: Database, *, guild_id: int, actor_id: int, weight: float, now: datetime
-) -> AdminChange:
+) -> Change:
     if math.isnan(weight):
         raise AllowanceInputError("`weight` must be a number.")
     _check_range("weight", weight, 1, 10, "×")
@@ -847,10 +831,10 @@ async def set_hd_weight(
 
 async def reset(
     db: Database, *, guild_id: int, actor_id: int, user_id: int, now: datetime
-) -> AdminChange:
+) -> Change:
     async with db.transaction() as conn:
         forgiven = await reset_member(
-            conn, guild_id=guild_id, user_id=user_id, now=now, note=f"reset by {actor_id}"
+            conn, guild_id=guild_id, user_id=user_id, now=now, note=f"reset by <@{actor_id}>"
         )
         return await _audit(
             conn,
@@ -858,7 +842,7 @@ async def reset(
             actor_id=actor_id,
             target_id=user_id,
             setting="reset",
-            summary=f"reset <@{user_id}>: {fmt_seconds(forgiven)} used → 0 s",
+            summary=f"allowance reset for <@{user_id}>: {fmt_seconds(forgiven)} used → 0 s",
             old={"counted_seconds": forgiven},
             new={"counted_seconds": 0},
             now=now,

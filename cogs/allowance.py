@@ -15,7 +15,8 @@ from discord import app_commands
 
 from bot import quota
 from bot.db import utcnow
-from bot.quota import AdminChange, AllowanceInputError, AllowanceOverview
+from bot.moderation import Change
+from bot.quota import AllowanceInputError, AllowanceOverview
 from cogs.checks import require_manage_guild
 
 NONE = discord.AllowedMentions.none()
@@ -100,7 +101,7 @@ def overview_embed(view: AllowanceOverview) -> discord.Embed:
 
 async def _run(
     interaction: discord.Interaction,
-    action: Callable[[Any, int], Awaitable[AdminChange | str | discord.Embed]],
+    action: Callable[[Any, int], Awaitable[Change | str | discord.Embed]],
 ) -> None:
     """Defer, check Manage Server, run `action(bot, guild_id)`, answer ephemerally."""
     await interaction.response.defer(ephemeral=True, thinking=True)
@@ -114,8 +115,12 @@ async def _run(
     if isinstance(result, discord.Embed):
         await interaction.followup.send(embed=result, ephemeral=True, allowed_mentions=NONE)
         return
-    text = f"Done: {result.summary}." if isinstance(result, AdminChange) else result
-    await interaction.followup.send(text, ephemeral=True, allowed_mentions=NONE)
+    if isinstance(result, Change):
+        modlog = getattr(interaction.client, "modlog", None)
+        if modlog is not None:
+            modlog.wake()  # post the audit entry to the mod-log channel now
+        result = f"Done — {result.summary}."
+    await interaction.followup.send(result, ephemeral=True, allowed_mentions=NONE)
 
 
 @allowance_group.command(name="show", description="Show the allowance rules of this server")
@@ -143,7 +148,7 @@ async def default(
     seconds: Seconds,
     window_hours: app_commands.Range[int, 1, 744] | None = None,
 ) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange:
+    async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_default(
             bot.db,
             guild_id=guild_id,
@@ -169,7 +174,7 @@ async def role(
     seconds: Seconds | None = None,
     unlimited: bool = False,
 ) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange:
+    async def action(bot: Any, guild_id: int) -> Change:
         value = seconds_or_unlimited(seconds, unlimited)
         return await quota.set_role(
             bot.db,
@@ -195,7 +200,7 @@ async def member(
     seconds: Seconds | None = None,
     unlimited: bool = False,
 ) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange:
+    async def action(bot: Any, guild_id: int) -> Change:
         value = seconds_or_unlimited(seconds, unlimited)
         return await quota.set_member(
             bot.db,
@@ -214,7 +219,7 @@ async def member(
 async def clear_member(
     interaction: discord.Interaction, member: discord.Member | discord.User
 ) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange | str:
+    async def action(bot: Any, guild_id: int) -> Change | str:
         change = await quota.clear_member(
             bot.db, guild_id=guild_id, actor_id=interaction.user.id, user_id=member.id, now=utcnow()
         )
@@ -226,7 +231,7 @@ async def clear_member(
 @allowance_group.command(name="clear-role", description="Remove a role's allowance")
 @app_commands.describe(role="The role")
 async def clear_role(interaction: discord.Interaction, role: discord.Role) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange | str:
+    async def action(bot: Any, guild_id: int) -> Change | str:
         change = await quota.clear_role(
             bot.db, guild_id=guild_id, actor_id=interaction.user.id, role_id=role.id, now=utcnow()
         )
@@ -240,7 +245,7 @@ async def clear_role(interaction: discord.Interaction, role: discord.Role) -> No
 async def concurrency(
     interaction: discord.Interaction, jobs: app_commands.Range[int, 1, 100] | None = None
 ) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange:
+    async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_concurrency(
             bot.db,
             guild_id=guild_id,
@@ -258,7 +263,7 @@ async def concurrency(
 async def cooldown(
     interaction: discord.Interaction, seconds: app_commands.Range[int, 0, 86_400]
 ) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange:
+    async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_cooldown(
             bot.db, guild_id=guild_id, actor_id=interaction.user.id, seconds=seconds, now=utcnow()
         )
@@ -272,7 +277,7 @@ async def budget(
     interaction: discord.Interaction,
     usd: app_commands.Range[float, 0, 1_000_000] | None = None,
 ) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange:
+    async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_budget(
             bot.db, guild_id=guild_id, actor_id=interaction.user.id, usd=usd, now=utcnow()
         )
@@ -285,7 +290,7 @@ async def budget(
 async def hd_weight(
     interaction: discord.Interaction, weight: app_commands.Range[float, 1, 10]
 ) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange:
+    async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_hd_weight(
             bot.db, guild_id=guild_id, actor_id=interaction.user.id, weight=weight, now=utcnow()
         )
@@ -296,7 +301,7 @@ async def hd_weight(
 @allowance_group.command(name="reset", description="Give a member their full allowance back")
 @app_commands.describe(member="The member whose usage in the current window is forgiven")
 async def reset(interaction: discord.Interaction, member: discord.Member | discord.User) -> None:
-    async def action(bot: Any, guild_id: int) -> AdminChange:
+    async def action(bot: Any, guild_id: int) -> Change:
         return await quota.reset(
             bot.db, guild_id=guild_id, actor_id=interaction.user.id, user_id=member.id, now=utcnow()
         )

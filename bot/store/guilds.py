@@ -10,6 +10,7 @@ without a row has no allowance of its own (the next rule applies, see `bot.quota
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -295,30 +296,48 @@ async def remove_member_allowance(
     return previous
 
 
-async def allowance_rules(
+class MemberRules(BaseModel):
+    """Everything that decides one member's allowance, read in one query."""
+
+    model_config = ConfigDict(frozen=True)
+
+    settings: GuildSettings
+    override: MemberAllowance | None
+    roles: list[RoleAllowance]
+
+
+async def member_rules(
     conn: aiosqlite.Connection, guild_id: int, user_id: int, role_ids: Sequence[int]
-) -> tuple[MemberAllowance | None, list[RoleAllowance]]:
-    """The member's override (if any) and the allowances of the given roles, one query."""
+) -> MemberRules:
+    """The guild's settings, the member's override and the allowances of the given roles."""
     roles = list(dict.fromkeys(role_ids))
+    settings_json = ", ".join(f"'{name}', {name}" for name in sorted(SETTINGS_FIELDS))
     sql = (
-        "SELECT 'member' AS source, guild_id, user_id AS id, seconds, updated_at "
-        "FROM member_allowances WHERE guild_id = ? AND user_id = ?"
+        "SELECT 'guild' AS source, guild_id AS id, NULL AS seconds,"  # noqa: S608
+        f" json_object({settings_json}) AS settings, updated_at"
+        " FROM guild_settings WHERE guild_id = ?"
+        " UNION ALL SELECT 'member', user_id, seconds, NULL, updated_at"
+        " FROM member_allowances WHERE guild_id = ? AND user_id = ?"
     )
-    params: list[int] = [guild_id, user_id]
+    params: list[int] = [guild_id, guild_id, user_id]
     if roles:
         sql += (
-            " UNION ALL SELECT 'role', guild_id, role_id, seconds, updated_at "
-            "FROM role_allowances WHERE guild_id = ? AND role_id IN ("
+            " UNION ALL SELECT 'role', role_id, seconds, NULL, updated_at"  # noqa: S608
+            " FROM role_allowances WHERE guild_id = ? AND role_id IN ("
             + ", ".join("?" for _ in roles)
             + ")"
         )
         params += [guild_id, *roles]
-    member: MemberAllowance | None = None
+    settings = GuildSettings(guild_id=guild_id)
+    override: MemberAllowance | None = None
     found: list[RoleAllowance] = []
     for row in await conn.execute_fetchall(sql, params):
         at = from_db_time(row["updated_at"])
-        if row["source"] == "member":
-            member = MemberAllowance(
+        if row["source"] == "guild":
+            values = {k: v for k, v in json.loads(row["settings"]).items() if v is not None}
+            settings = GuildSettings(guild_id=guild_id, updated_at=at, **values)
+        elif row["source"] == "member":
+            override = MemberAllowance(
                 guild_id=guild_id, user_id=row["id"], seconds=row["seconds"], updated_at=at
             )
         else:
@@ -327,4 +346,4 @@ async def allowance_rules(
                     guild_id=guild_id, role_id=row["id"], seconds=row["seconds"], updated_at=at
                 )
             )
-    return member, found
+    return MemberRules(settings=settings, override=override, roles=found)

@@ -21,7 +21,6 @@ All functions run on the `conn` of a caller's transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -60,12 +59,17 @@ class JobCharge(BaseModel):
     closed: bool  # settled or refunded
 
 
-class MemberLedgerState(BaseModel):
+class MemberSnapshot(BaseModel):
+    """A member's ledger as the rules need it, read in one query."""
+
     model_config = ConfigDict(frozen=True)
 
     reset_id: int  # id of the member's latest reset entry, 0 if none
     active: int  # reservations neither settled nor refunded (any time)
     last_reserve_at: datetime | None  # latest reservation after the latest reset
+    job_reserved: bool  # the `job_id` asked about has a reservation already
+    guild_month_spend: float  # the guild's USD in `month` (see guild_spend)
+    charges: list[JobCharge]  # jobs reserved after `after` and after the reset, oldest first
 
 
 class ReservationRow(BaseModel):
@@ -121,64 +125,110 @@ def reserve_note(raw_seconds: float, weight: float, width: int, height: int) -> 
     )
 
 
-async def member_state(
-    conn: aiosqlite.Connection, guild_id: int, user_id: int
-) -> MemberLedgerState:
-    """Latest reset, open reservations and latest reservation time, in one query."""
-    rows = await conn.execute_fetchall(
-        "WITH r AS (SELECT COALESCE(MAX(id), 0) AS reset_id FROM quota_ledger "
-        "           WHERE guild_id = :g AND user_id = :u AND kind = 'reset') "
-        "SELECT r.reset_id,"
-        " (SELECT COUNT(*) FROM quota_ledger"
-        "   WHERE guild_id = :g AND user_id = :u AND kind = 'reserve')"
-        " - (SELECT COUNT(*) FROM quota_ledger"
-        "   WHERE guild_id = :g AND user_id = :u AND kind IN ('settle', 'refund')) AS active,"
-        " (SELECT MAX(at) FROM quota_ledger"
-        "   WHERE guild_id = :g AND user_id = :u AND kind = 'reserve' AND id > r.reset_id)"
-        "   AS last_reserve_at "
-        "FROM r",
-        {"g": guild_id, "u": user_id},
-    )
-    row = next(iter(rows))
-    last = row["last_reserve_at"]
-    return MemberLedgerState(
-        reset_id=row["reset_id"],
-        active=row["active"],
-        last_reserve_at=from_db_time(last) if last is not None else None,
-    )
+async def member_snapshot(
+    conn: aiosqlite.Connection,
+    guild_id: int,
+    user_id: int,
+    *,
+    after: datetime,
+    job_id: int | None = None,
+    month: str | None = None,
+) -> MemberSnapshot:
+    """Latest reset, open reservations, latest reservation and the window's jobs.
 
-
-async def window_charges(
-    conn: aiosqlite.Connection, guild_id: int, user_id: int, *, after: datetime, reset_id: int
-) -> list[JobCharge]:
-    """Jobs reserved strictly after `after` and after entry `reset_id`, oldest first."""
-    rows = await conn.execute_fetchall(
-        "SELECT r.job_id AS job_id, r.at AS at, SUM(l.seconds) AS seconds,"
-        " SUM(l.cost_usd) AS cost, MAX(l.kind IN ('settle', 'refund')) AS closed "
-        "FROM quota_ledger r JOIN quota_ledger l ON l.job_id = r.job_id "
-        "WHERE r.guild_id = ? AND r.user_id = ? AND r.kind = 'reserve' AND r.at > ? AND r.id > ? "
-        "GROUP BY r.id ORDER BY r.at, r.id",
-        (guild_id, user_id, to_db_time(after), reset_id),
+    A job is in the window when its reserve entry is strictly after `after` and after
+    the member's latest reset entry (ledger ids are the order of events). `month`
+    ('YYYY-MM'): also read the guild's spend in that month (one round trip for all);
+    without it `guild_month_spend` is 0.
+    """
+    spend = (
+        "(SELECT COALESCE(SUM(cost_usd), 0) FROM quota_guild_spend"
+        " WHERE guild_id = :g AND month = :month)"
+        if month is not None
+        else "0.0"
     )
-    return [
-        JobCharge(
-            job_id=row["job_id"],
-            reserved_at=from_db_time(row["at"]),
-            seconds=row["seconds"],
-            cost_usd=row["cost"],
-            closed=bool(row["closed"]),
+    rows = await conn.execute_fetchall(
+        f"""
+        WITH st AS (
+            SELECT COALESCE(MAX(id), 0) AS reset_id FROM quota_ledger
+            WHERE guild_id = :g AND user_id = :u AND kind = 'reset'
+        ), state AS (
+            SELECT st.reset_id,
+                (SELECT COUNT(*) FROM quota_ledger
+                 WHERE guild_id = :g AND user_id = :u AND kind = 'reserve')
+                - (SELECT COUNT(*) FROM quota_ledger
+                   WHERE guild_id = :g AND user_id = :u AND kind IN ('settle', 'refund'))
+                  AS active,
+                (SELECT MAX(at) FROM quota_ledger
+                 WHERE guild_id = :g AND user_id = :u AND kind = 'reserve' AND id > st.reset_id)
+                  AS last_reserve_at,
+                EXISTS (SELECT 1 FROM quota_ledger WHERE job_id = :job AND kind = 'reserve')
+                  AS job_reserved,
+                {spend} AS guild_month_spend
+            FROM st
+        ), charges AS (
+            SELECT r.id AS reserve_id, r.job_id, r.at, SUM(l.seconds) AS seconds,
+                SUM(l.cost_usd) AS cost_usd, MAX(l.kind IN ('settle', 'refund')) AS closed
+            FROM st, quota_ledger r JOIN quota_ledger l ON l.job_id = r.job_id
+            WHERE r.guild_id = :g AND r.user_id = :u AND r.kind = 'reserve'
+                AND r.at > :after AND r.id > st.reset_id
+            GROUP BY r.id
         )
-        for row in rows
-    ]
+        SELECT state.*, charges.* FROM state LEFT JOIN charges ON 1
+        ORDER BY charges.at, charges.reserve_id
+        """,  # noqa: S608 (`spend` is one of two constants)
+        {"g": guild_id, "u": user_id, "after": to_db_time(after), "job": job_id, "month": month},
+    )
+    rows = list(rows)
+    first = rows[0]
+    last = first["last_reserve_at"]
+    return MemberSnapshot(
+        reset_id=first["reset_id"],
+        active=first["active"],
+        last_reserve_at=from_db_time(last) if last is not None else None,
+        job_reserved=bool(first["job_reserved"]),
+        guild_month_spend=float(first["guild_month_spend"]),
+        charges=[
+            JobCharge(
+                job_id=row["job_id"],
+                reserved_at=from_db_time(row["at"]),
+                seconds=row["seconds"],
+                cost_usd=row["cost_usd"],
+                closed=bool(row["closed"]),
+            )
+            for row in rows
+            if row["job_id"] is not None
+        ],
+    )
 
 
-async def guild_spend(conn: aiosqlite.Connection, guild_id: int, *, since: datetime) -> float:
-    """USD of the guild's jobs reserved at or after `since` (net of settles and refunds)."""
+def month_key(at: datetime) -> str:
+    """The calendar month (UTC) a reservation counts in, as stored in quota_guild_spend."""
+    return to_db_time(at)[:7]
+
+
+async def guild_spend(conn: aiosqlite.Connection, guild_id: int, *, month: str) -> float:
+    """USD of the guild's jobs reserved in `month` ('YYYY-MM'), net of settles and refunds.
+
+    Kept by the trigger in migrations/0003_quota.sql, from the ledger, in the same
+    transaction as each entry.
+    """
+    rows = await conn.execute_fetchall(
+        "SELECT COALESCE(SUM(cost_usd), 0) FROM quota_guild_spend WHERE guild_id = ? AND month = ?",
+        (guild_id, month),
+    )
+    return float(next(iter(rows))[0])
+
+
+async def guild_spend_from_ledger(
+    conn: aiosqlite.Connection, guild_id: int, *, month: str
+) -> float:
+    """The same figure summed from the ledger itself (for checks and tests)."""
     rows = await conn.execute_fetchall(
         "SELECT COALESCE(SUM(l.cost_usd), 0) FROM quota_ledger r "
         "JOIN quota_ledger l ON l.job_id = r.job_id "
-        "WHERE r.guild_id = ? AND r.kind = 'reserve' AND r.at >= ?",
-        (guild_id, to_db_time(since)),
+        "WHERE r.guild_id = ? AND r.kind = 'reserve' AND substr(r.at, 1, 7) = ?",
+        (guild_id, month),
     )
     return float(next(iter(rows))[0])
 
@@ -211,15 +261,3 @@ async def member_entries(
         (guild_id, user_id, limit),
     )
     return [_entry(r) for r in reversed(list(rows))]
-
-
-async def entries_for_jobs(conn: aiosqlite.Connection, job_ids: Sequence[int]) -> list[LedgerEntry]:
-    if not job_ids:
-        return []
-    rows = await conn.execute_fetchall(
-        "SELECT * FROM quota_ledger WHERE job_id IN ("  # noqa: S608
-        + ", ".join("?" for _ in job_ids)
-        + ") ORDER BY id",
-        list(job_ids),
-    )
-    return [_entry(r) for r in rows]

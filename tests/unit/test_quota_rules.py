@@ -221,4 +221,9 @@ def test_refusal_when_clip_exceeds_the_whole_allowance():
 
 def test_quota_exceeded_carries_its_fields():
     exc = quota.QuotaExceeded("busy", reason="concurrency")
-    assert (exc.message, exc.refill_at, exc.reason, str(exc)) == ("busy", None, "concurrency", "busy")
+    assert (exc.message, exc.refill_at, exc.reason, str(exc)) == (
+        "busy",
+        None,
+        "concurrency",
+        "busy",
+    )
