@@ -24,12 +24,17 @@ def build_providers(
             base_url=settings.bytecompute_base_url,
         )
     if settings.leonardo_api_key is not None:
+        from bot.pricing import LeonardoRates
         from bot.providers.leonardo import LeonardoProvider
 
         providers["leonardo"] = LeonardoProvider(
             client,
             api_key=settings.leonardo_api_key.get_secret_value(),
             base_url=settings.leonardo_base_url,
+            rates=LeonardoRates(
+                fast_1080=settings.leonardo_fast_usd_per_second,
+                pro_1080=settings.leonardo_pro_usd_per_second,
+            ),
         )
     if settings.simulator_on:
         from bot.providers.simulator import SimulatorProvider
