@@ -67,8 +67,9 @@ MAX_COUNTED_REPEAT = 1000
 # 5,000-character prompt, well inside the match-time limit); cubic or exponential ones take
 # seconds and are rejected.
 PROBE_TEXT_CHARS = 2000
+PROBE_SIZES = (200, 700, PROBE_TEXT_CHARS)
 PROBE_TIMEOUT_S = 3.0  # whole probe batch, hard (process killed)
-PROBE_MAX_SINGLE_S = 0.15  # slowest single probe search allowed
+PROBE_MAX_SINGLE_S = 0.25  # slowest single probe search allowed
 MATCH_TIMEOUT_S = 2.0  # all regexes of a guild on one prompt, hard (process killed)
 REGEX_FLAGS = re.IGNORECASE
 MAX_FOLD_EXPANSION = 4  # characters a single input character may fold into
@@ -338,7 +339,7 @@ def term_words(term: str) -> list[str]:
         raise RuleError("Give the term to block.")
     if len(text) > MAX_TERM_CHARS:
         raise RuleError(f"Blocked terms can be at most {MAX_TERM_CHARS} characters long.")
-    words = [t.text for t in alnum_tokens(fold(text).text)]
+    words = [t.text for t in spaced_tokens(alnum_tokens(fold(text).text))]
     if sum(len(w) for w in words) < MIN_TERM_ALNUM:
         raise RuleError(
             "A blocked term needs at least two letters or digits (a single letter would block "
@@ -547,24 +548,26 @@ def _probe_chars(parsed: Any) -> list[str]:
     return base[:8]
 
 
-def probe_texts(pattern: str, size: int = PROBE_TEXT_CHARS) -> list[str]:
-    """Adversarial texts for a pattern: long runs of its own characters, with and without
-    a character that makes the match fail at the end."""
+def probe_texts(pattern: str, sizes: Sequence[int] = PROBE_SIZES) -> list[str]:
+    """Adversarial texts for a pattern: runs of its own characters, with and without a
+    character that makes the match fail at the end; short ones first, so that a very
+    slow pattern is caught (by `stop_slower_than`) before the hard time limit."""
     parsed = _sre_parser.parse(pattern, REGEX_FLAGS)
     chars = _probe_chars(parsed)
     texts: list[str] = []
-    for ch in chars:
-        texts.append(ch * size)
-        texts.append(ch * (size - 1) + "\x00")
-    pairs = chars[:4]
-    for a in pairs:
-        for b in pairs:
-            if a < b:
-                texts.append((a + b) * (size // 2))
-            if a != b:  # a run behind a prefix, e.g. for x(?=a*a*b)
-                texts.append(a + b * (size - 1))
-                texts.append(a + b * (size - 2) + "\x00")
-    texts.append(("".join(chars) + " ") * (size // (len(chars) + 1)))
+    for size in sizes:
+        for ch in chars:
+            texts.append(ch * size)
+            texts.append(ch * (size - 1) + "\x00")
+        pairs = chars[:4]
+        for a in pairs:
+            for b in pairs:
+                if a < b:
+                    texts.append((a + b) * (size // 2))
+                if a != b:  # a run behind a prefix, e.g. for x(?=a*a*b)
+                    texts.append(a + b * (size - 1))
+                    texts.append(a + b * (size - 2) + "\x00")
+        texts.append(("".join(chars) + " ") * (size // (len(chars) + 1)))
     return texts
 
 
