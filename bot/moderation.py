@@ -77,6 +77,7 @@ PROMPT_CHECK_FAILED_MESSAGE = (
     "Your prompt couldn't be checked against this server's blocked terms right now; "
     "please try again in a moment."
 )
+MATCH_TIME_LIMIT_S = textmatch.MATCH_TIMEOUT_S  # all of a guild's regexes on one prompt
 MAX_TERMS_PER_GUILD = 500
 MAX_REGEXES_PER_GUILD = 50
 MAX_REASON_CHARS = 300
@@ -199,7 +200,7 @@ async def find_blocked_term(db: Database, guild_id: int, prompt: str) -> PromptV
     if rules.empty:
         return None
     try:
-        hit = await rules.match(prompt)
+        hit = await rules.match(prompt, time_limit=MATCH_TIME_LIMIT_S)
     except textmatch.RegexTimeout:
         log.warning("blocked-term regexes of guild %s timed out on a prompt", guild_id)
         return PromptVerdict(message=PROMPT_CHECK_TIMEOUT_MESSAGE)
@@ -231,7 +232,7 @@ async def check_prompt(db: Database, guild_id: int, prompt: str) -> str | None:
 # ----- blocked members -------------------------------------------------------------------
 
 _DURATION_PART = re.compile(
-    r"(\d+)\s*(m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|wk|wks|week|weeks)"
+    r"(\d+)(minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w)"
 )
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _FOREVER = frozenset({"", "forever", "indefinite", "indefinitely", "permanent", "never"})
