@@ -148,6 +148,13 @@ class TrackerSettings(BaseModel):
     prior_seconds_per_video_second: float = Field(default=6.0, ge=0)
     prior_spread_fraction: float = Field(default=0.15, gt=0)
     cold_low_fraction: float = Field(default=0.4, gt=0)  # early quantile without history
+    # Where first polls land, tracked per class from their outcomes (done yet or not):
+    # probes (providers with progress/ETA) aim at this early quantile of the provider time,
+    # plain first polls (no progress) at `first_poll_quantile`. `quantile_step` is the
+    # multiplicative learning rate.
+    probe_quantile: float = Field(default=0.05, gt=0, lt=1)
+    first_poll_quantile: float = Field(default=0.5, gt=0, lt=1)
+    quantile_step: float = Field(default=0.2, gt=0, le=1)
     # A provider ETA (or one derived from progress) is trusted: poll at eta + margin, where
     # margin = eta_margin_seconds + eta_margin_fraction * eta.
     eta_margin_seconds: float = Field(default=0.2, ge=0)
@@ -216,6 +223,30 @@ class DurationModel:
         self._by_model: dict[tuple[str, str | None], deque[tuple[float, float]]] = {}
         self._cache: dict[Key, Estimate] = {}
         self._fits: dict[tuple[str, str | None], tuple[float, float] | None] = {}
+        self._first: dict[tuple[Key, str], float] = {}
+
+    def first_poll(self, key: Key, kind: str, default: float) -> float:
+        """Seconds after submission for a first poll of `kind` ("probe" or "plain")."""
+        return self._first.get((key, kind), default)
+
+    def observe_first(self, key: Key, kind: str, at: float, *, done: bool) -> float:
+        """Move the class's first-poll time after one planned at `at`: earlier when the job
+        was already done, later when not, so it settles on the target quantile (a
+        stochastic quantile estimate: it needs only "done yet?", all a first poll tells).
+        Repeated answers about the same `at` count once (polls planned together arrive
+        together); without any measured sample yet, a "done" halves it (fast search).
+        Returns the new value."""
+        s = self.settings
+        tau = s.probe_quantile if kind == "probe" else s.first_poll_quantile
+        current = self._first.get((key, kind), at)
+        if done:
+            factor = 0.5 if not self.has_samples(key) else math.exp(-s.quantile_step * (1 - tau))
+            value = min(current, at * factor)
+        else:
+            value = max(current, at * math.exp(s.quantile_step * tau))
+        value = min(max(value, s.min_poll_interval_seconds), 7 * 86_400.0)
+        self._first[(key, kind)] = value
+        return value
 
     def add(self, key: Key, seconds: float) -> None:
         if seconds <= 0 or not math.isfinite(seconds):
@@ -243,7 +274,8 @@ class DurationModel:
                 spread = (_quantile(values, 0.84) - _quantile(values, 0.16)) / 2
             else:
                 spread = max((values[-1] - values[0]) / 2, 0.05 * median)
-            low = _quantile(values, 0.05) if len(values) >= 20 else 0.9 * values[0]
+            q = self.settings.probe_quantile
+            low = _quantile(values, q) if len(values) >= 20 else 0.9 * values[0]
             est = Estimate(median, max(spread, 0.25), len(values), low)
             self._cache[key] = est
             return est
@@ -292,13 +324,17 @@ def first_poll_after(est: Estimate, settings: TrackerSettings, *, probe: bool = 
     )
 
 
-def next_poll_delay(elapsed: float, est: Estimate, settings: TrackerSettings) -> float:
+def next_poll_delay(
+    elapsed: float, est: Estimate, settings: TrackerSettings, *, probe: bool = False
+) -> float:
     """Seconds until the next status call after one at `elapsed` said "not done yet"
-    (and gave no usable ETA)."""
+    (and gave no usable ETA, e.g. still queued)."""
     low, high = settings.min_poll_interval_seconds, settings.max_poll_interval_seconds
     start = first_poll_after(est, settings)
-    if elapsed < start - low:  # polled early (restart, provider hint): wait for the window
-        return min(high, start - elapsed)
+    if elapsed < start - low:
+        if probe:  # probing for progress: look again a bit later, geometrically
+            return min(high, max(low, min(start - elapsed, 0.5 * elapsed)))
+        return min(high, start - elapsed)  # early: wait for the expected window
     gap = max(low, est.spread * settings.window_gap_factor)
     overdue = elapsed - est.expected
     if overdue > 3 * est.spread:
@@ -467,6 +503,7 @@ class _Entry:
     eta_at: float | None = None  # provider-reported finish (loop clock)
     eta_misses: int = 0  # polls at the ETA that found the job still running
     seen_progress: tuple[float, float] | None = None  # (progress, loop time) of the last one
+    first_poll: tuple[str, float] | None = None  # (kind, planned seconds after submission)
     polls: int = 0
     errors: int = 0
     internal_errors: int = 0
@@ -645,8 +682,8 @@ class JobTracker:
     def queue_position(self, job_id: int) -> int | None:
         """1-based place among the provider's pending jobs (None when not waiting)."""
         entry = self._entries.get(job_id)
-        if entry is None or entry.job.status is not Status.PENDING:
-            return None
+        if entry is None or entry.job.status is not Status.PENDING or entry.busy:
+            return None  # unknown, or already with the provider (or being sent there)
         state = self._states.get(entry.job.provider)
         if state is None:
             return None
@@ -753,16 +790,22 @@ class JobTracker:
             due = entry.eta_at + s.eta_margin_seconds + s.eta_margin_fraction * remaining
             # An ETA that keeps missing is not trusted with short gaps.
             if entry.eta_misses <= 1:
-                gap = 0.25
+                gap = 0.25 * s.min_poll_interval_seconds
             else:
                 gap = s.min_poll_interval_seconds * 2.0 ** (entry.eta_misses - 2)
             gap = min(gap, s.max_poll_interval_seconds)
             return min(max(due, last + gap), last + s.max_poll_interval_seconds)
+        state = self._states.get(entry.job.provider)
+        probe = state is not None and state.progress_mode != "no"
         if last is None or entry.last_poll_elapsed is None:
-            state = self._states.get(entry.job.provider)
-            probe = state is not None and state.progress_mode != "no"
-            return entry.submitted_mono + first_poll_after(entry.est, s, probe=probe)
-        return last + next_poll_delay(entry.last_poll_elapsed, entry.est, s)
+            kind = "probe" if probe else "plain"
+            default = first_poll_after(entry.est, s, probe=probe)
+            offset = max(
+                s.min_poll_interval_seconds, self.model.first_poll(entry.key, kind, default)
+            )
+            entry.first_poll = (kind, offset)
+            return entry.submitted_mono + offset
+        return last + next_poll_delay(entry.last_poll_elapsed, entry.est, s, probe=probe)
 
     def _schedule_at(self, entry: _Entry, due: float) -> None:
         if entry.busy:  # its work item is still running: pushed when it ends
@@ -1221,6 +1264,14 @@ class JobTracker:
         entry.polls += 1
         mono = loop.time()
         elapsed = mono - entry.submitted_mono
+        if entry.polls == 1 and entry.first_poll is not None:
+            kind, planned = entry.first_poll
+            if elapsed <= 1.5 * planned + 1:  # not a late (restart, backlog) first poll
+                done = status.state is not JobState.QUEUED and status.state is not JobState.RUNNING
+                before = self.model.first_poll(entry.key, kind, planned)
+                after = self.model.observe_first(entry.key, kind, planned, done=done)
+                if abs(after - before) > 0.02 * before:
+                    self._replan({entry.key})
         if status.state is JobState.COMPLETED:
             await self._completed(entry, state, status, elapsed)
         elif status.state is JobState.FAILED:
@@ -1316,13 +1367,16 @@ class JobTracker:
         # When did the provider finish? At its ETA if that falls in the window since the
         # last "not yet"; otherwise assume the middle of the window (capped at half the
         # current spread).
-        low = entry.last_poll_elapsed or 0.0
+        low = entry.last_poll_elapsed
         eta = None if entry.eta_at is None else entry.eta_at - entry.submitted_mono
-        if eta is not None and low < eta <= elapsed:
-            finished_after = eta
-        else:
-            cap = max(entry.est.spread, self.settings.min_poll_interval_seconds)
-            finished_after = max(0.01, elapsed - min(elapsed - low, cap) / 2)
+        window = max(2 * self.settings.min_poll_interval_seconds, 0.2 * elapsed)
+        sample: float | None = None
+        if eta is not None and low is not None and low < eta <= elapsed:
+            sample = eta  # the provider said when
+        elif low is not None and elapsed - low <= window:
+            sample = (low + elapsed) / 2  # a tight bracket
+        # else: only "done by now" (an upper bound), which the first-poll tracker used
+        finished_after = max(0.01, sample if sample is not None else elapsed)
         now = self.clock()
         submitted_at = job.submitted_at or now
         fields = _merge_provider_report(job, status.adjustments, None)
@@ -1342,30 +1396,35 @@ class JobTracker:
         entry.job = fresh
         state.occupying.discard(job.id)
         self._polling.get(entry.key, set()).discard(entry.id)
-        self._learn(entry.key, finished_after)
+        if sample is not None:
+            self._learn(entry.key, sample)
         self._schedule_in(entry, 0)
 
     def _learn(self, key: Key, seconds: float) -> None:
         self.model.add(key, seconds)
-        # Re-plan waiting polls whose estimate moved noticeably: the same class, and classes
-        # of the same provider/model still estimated from the fit across sizes.
+        # Re-plan the same class, and classes of the same provider/model still estimated
+        # from the fit across sizes.
+        keys = {key}
+        keys.update(
+            other
+            for other in self._polling
+            if other[:2] == key[:2] and not self.model.has_samples(other)
+        )
+        self._replan(keys)
+
+    def _replan(self, keys: set[Key]) -> None:
+        """Re-plan waiting polls of these classes whose next poll time moved noticeably."""
         loop_now = asyncio.get_running_loop().time()
-        ids: set[int] = set(self._polling.get(key, ()))
-        for other, members in self._polling.items():
-            if other != key and other[:2] == key[:2] and not self.model.has_samples(other):
-                ids |= members
-        for job_id in ids:
-            entry = self._entries.get(job_id)
-            if entry is None or entry.where != "heap" or entry.eta_at is not None:
-                continue
-            est = self._estimate(entry)
-            old = entry.est
-            if abs(est.expected - old.expected) < max(0.25, 0.02 * old.expected) and abs(
-                est.spread - old.spread
-            ) < max(0.25, 0.2 * old.spread):
-                continue
-            entry.est = est
-            self._schedule_at(entry, max(loop_now, self._plan_due(entry)))
+        for key in keys:
+            for job_id in self._polling.get(key, ()):
+                entry = self._entries.get(job_id)
+                if entry is None or entry.where != "heap" or entry.eta_at is not None:
+                    continue
+                old_due = self._plan_due(entry)
+                entry.est = self._estimate(entry)
+                due = self._plan_due(entry)
+                if abs(due - old_due) >= max(0.05, 0.02 * (due - entry.submitted_mono)):
+                    self._schedule_at(entry, max(loop_now, due))
 
     async def _download(
         self, entry: _Entry, state: _ProviderState, release: Callable[[], None]
