@@ -49,7 +49,7 @@ async def seed_history(db: Database, members: int, per_member: int) -> None:
     async with db.transaction() as conn:
         for n, job_id in enumerate(ids):
             user = 1000 + n % members
-            age = timedelta(hours=30) if n % 2 else timedelta(minutes=5 + n % 600)
+            age = timedelta(hours=30) if (n // members) % 2 else timedelta(minutes=5 + n % 600)
             at = T0 - age
             await quota.reserve(
                 conn,

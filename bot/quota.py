@@ -3,8 +3,10 @@
 Rules
 - A member's allowance, first that applies: their override (seconds, 0 = none, or
   unlimited) > the most generous of their roles that have an allowance (unlimited wins)
-  > the guild default > `QUOTA_SECONDS_PER_DAY`.
-- Seconds above 921,600 px per frame (HD) count `hd_weight` times (default 2).
+  > the guild default > `QUOTA_SECONDS_PER_DAY`. (A role allowance applies even when it
+  is below the guild default, so a role can restrict as well as grant.)
+- Seconds above 921,600 px per frame (HD, `bot.pricing.is_hd`) count `hd_weight` times
+  (default 2, like the price).
 - Rolling window (default 24 h): a job counts from its reservation time `t` while
   `t > now - window`; at exactly `t + window` its seconds are back. Whatever happens to the
   job later (settle, refund) is dated at `t` too, so a settle never moves a refill.
@@ -34,11 +36,11 @@ from pydantic import BaseModel, ConfigDict
 from bot import moderation
 from bot.db import Database
 from bot.moderation import Change
+from bot.pricing import is_hd
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
 from bot.store.guilds import DbOrConn, GuildSettings, MemberAllowance, RoleAllowance
 
-HD_PIXELS = 921_600  # 1280 x 720; more pixels per frame counts as HD
 EPSILON = 1e-9
 
 QuotaReason = Literal["allowance", "concurrency", "cooldown", "guild_budget"]
@@ -129,10 +131,6 @@ def _aware(now: datetime) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("timezone-aware datetime required")
     return now.astimezone(UTC)
-
-
-def is_hd(width: int, height: int) -> bool:
-    return width * height > HD_PIXELS
 
 
 def weight_for(width: int, height: int, hd_weight: float) -> float:

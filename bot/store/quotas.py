@@ -149,10 +149,10 @@ async def member_snapshot(
     )
     rows = await conn.execute_fetchall(
         f"""
-        WITH st AS (
+        WITH st AS MATERIALIZED (
             SELECT COALESCE(MAX(id), 0) AS reset_id FROM quota_ledger
             WHERE guild_id = :g AND user_id = :u AND kind = 'reset'
-        ), state AS (
+        ), state AS MATERIALIZED (
             SELECT st.reset_id,
                 (SELECT COUNT(*) FROM quota_ledger
                  WHERE guild_id = :g AND user_id = :u AND kind = 'reserve')
