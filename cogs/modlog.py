@@ -168,12 +168,13 @@ def render_entry(entry: AuditEntry) -> discord.Embed:
         fields.append(("Settings", settings, False))
     provider = data.get("provider")
     if provider:
-        text = str(provider)
+        text = inert(provider, 100)
         if data.get("model"):
-            text += f" ({data['model']})"
+            text += f" ({inert(data['model'], 100)})"
         if data.get("provider_job_id"):
-            text += f" · job `{str(data['provider_job_id'])[:80]}`"
-        fields.append(("Provider", inert(text, FIELD_VALUE_LIMIT), True))
+            job = str(data["provider_job_id"]).replace("`", "")[:100]
+            text += f" · job `{job}`"
+        fields.append(("Provider", text, True))
     cost = data.get("cost_usd")
     if isinstance(cost, int | float):
         fields.append(("Cost", f"${cost:.2f}", True))
