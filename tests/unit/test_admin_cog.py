@@ -254,7 +254,7 @@ async def test_logchannel_sets_audits_and_turns_off(bot, cog, db) -> None:
     await call(cog.logchannel, cog, itx, None)
     assert "off" in itx.text()
     assert await db.fetchval("SELECT log_channel_id FROM guild_settings") is None
-    [latest, first] = await moderation.recent_entries(db, GUILD)
+    [latest, _first] = await moderation.recent_entries(db, GUILD)
     assert (latest.data["old"], latest.data["new"], latest.actor_id) == (555, None, ADMIN)
 
 
