@@ -1,4 +1,4 @@
-"""Prompt-rule matching: blocked terms (whole words) and admin regular expressions.
+r"""Prompt-rule matching: blocked terms (whole words) and admin regular expressions.
 
 Normalisation (`fold`) works character by character and remembers, for every folded
 character, where it came from in the original text, so a hit can be shown to the member.
@@ -25,9 +25,10 @@ too), so:
    `MAX_REGEX_CHARS`, uses backreferences, repeats a group that itself repeats or has
    alternatives (`(a+)+`, `(a|aa)*`: exponential backtracking), has huge counted repeats,
    or can match an empty string (it would block every prompt);
-2. it is then timed against adversarial probe texts built from its own characters, at the
-   longest text size matching can see, in a helper process (`RegexSandbox`) that is killed
-   when it overruns: polynomial blow-ups like `a*a*b` (13 s on 5,000 "a"s) are caught;
+2. it is then timed against adversarial probe texts built from its own characters (runs of
+   200, 700 and 2,000 characters, with and without a failing end or a prefix) in a helper
+   process (`RegexSandbox`) that is killed when it overruns: polynomial blow-ups like
+   `a*a*b` (13 s on 5,000 "a"s) are rejected, quadratic `\w*word\w*` is accepted;
 3. at match time regexes run in that same helper process with a hard timeout; when it
    overruns the process is killed and restarted, and the prompt is refused (fail closed).
    Term rules (the usual case) never need the helper and are matched in-process in linear
