@@ -631,6 +631,11 @@ def _csv_value(cell: str) -> str:
     return cell[1:] if cell.startswith("'") else cell
 
 
+async def retention_days(db: Database, guild_id: int) -> int:
+    """How many days the guild keeps audit entries."""
+    return (await get_guild_settings(db, guild_id)).retention_days
+
+
 def parse_day(text: str, option: str) -> date:
     try:
         return date.fromisoformat(text.strip())

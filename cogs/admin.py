@@ -23,7 +23,6 @@ from discord.ext import commands
 from bot import moderation
 from bot.db import utcnow
 from bot.moderation import AuditEntry, BlockedMember, BlockedTerm, ModerationError
-from bot.store.guilds import get_guild_settings
 from cogs.allowance import allowance_group
 from cogs.checks import has_manage_guild, require_manage_guild
 from cogs.modlog import inert
@@ -493,13 +492,13 @@ class AdminCog(commands.Cog):
         if guild is None:
             return
         now = utcnow()
-        settings = await get_guild_settings(self.bot.db, guild.id)
+        keep_days = await moderation.retention_days(self.bot.db, guild.id)
         try:
             start, end = moderation.export_range(
                 since,
                 until,
                 today=now.astimezone(UTC).date(),
-                retention_days=settings.retention_days,
+                retention_days=keep_days,
             )
             data, rows = await moderation.export_csv(
                 self.bot.db, guild.id, start, end, max_bytes=guild.filesize_limit
