@@ -102,8 +102,10 @@ async def _migrate(settings: Settings) -> int:
         version = await db.schema_version()
     finally:
         await db.close()
-    print(f"database {settings.database_path}: schema version {version}" +
-          (f" (applied {', '.join(applied)})" if applied else " (up to date)"))
+    print(
+        f"database {settings.database_path}: schema version {version}"
+        + (f" (applied {', '.join(applied)})" if applied else " (up to date)")
+    )
     return 0
 
 
@@ -118,10 +120,19 @@ async def _check(settings: Settings) -> int:
     from bot.providers.registry import build_providers, make_http_client
 
     rows: list[tuple[str, bool, str]] = [
-        ("config", True, f"providers: {', '.join(settings.providers) or 'none'}; "
-         f"default: {settings.effective_default_provider}"),
-        ("discord token", settings.discord_token is not None,
-         "set" if settings.discord_token is not None else "DISCORD_TOKEN missing (needed for run/sync)"),
+        (
+            "config",
+            True,
+            f"providers: {', '.join(settings.providers) or 'none'}; "
+            f"default: {settings.effective_default_provider}",
+        ),
+        (
+            "discord token",
+            settings.discord_token is not None,
+            "set"
+            if settings.discord_token is not None
+            else "DISCORD_TOKEN missing (needed for run/sync)",
+        ),
     ]
     latest = discover_migrations()[-1][0]
     path = settings.database_path
@@ -133,17 +144,31 @@ async def _check(settings: Settings) -> int:
             finally:
                 await db.close()
             if version > latest:
-                rows.append(("database", False, f"{path}: version {version} is newer than code ({latest})"))
+                rows.append(
+                    ("database", False, f"{path}: version {version} is newer than code ({latest})")
+                )
             elif version < latest:
-                rows.append(("database", True, f"{path}: version {version}, {latest - version} migration(s) pending (applied at start)"))
+                rows.append(
+                    (
+                        "database",
+                        True,
+                        f"{path}: version {version}, {latest - version} migration(s) pending "
+                        "(applied at start)",
+                    )
+                )
             else:
                 rows.append(("database", True, f"{path}: version {version}, up to date"))
-        except Exception as exc:  # noqa: BLE001 - any failure is a failed row
+        except Exception as exc:
             rows.append(("database", False, f"{path}: {type(exc).__name__}: {exc}"))
     else:
         writable = _dir_writable(path.parent)
-        rows.append(("database", writable, f"{path}: will be created" if writable
-                     else f"{path.parent} is not writable"))
+        rows.append(
+            (
+                "database",
+                writable,
+                f"{path}: will be created" if writable else f"{path.parent} is not writable",
+            )
+        )
     with tempfile.TemporaryDirectory() as tmp:
         async with make_http_client() as client:
             providers = build_providers(settings, client, Path(tmp))
@@ -151,7 +176,7 @@ async def _check(settings: Settings) -> int:
                 try:
                     result = await asyncio.wait_for(provider.check(), timeout=30)
                     rows.append((f"provider {name}", result.ok, result.detail))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     rows.append((f"provider {name}", False, f"{type(exc).__name__}: {exc}"))
                 finally:
                     await provider.aclose()

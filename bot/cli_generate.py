@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.media import MediaError, probe, save_input_image
 from bot.providers.registry import build_providers, make_http_client
-from bot.service import RequestRefused, Requester, VideoService
+from bot.service import Requester, RequestRefused, VideoService
 from bot.store.jobs import JobRecord
 from bot.tracker import DeliveryReceipt, JobTracker, TrackerSettings
 
@@ -78,9 +78,7 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
         client = make_http_client()
         providers = build_providers(settings, client, work)
         sink = CliSink(out)
-        tracker = JobTracker(
-            db, providers, data_dir=work, sink=sink, settings=TrackerSettings()
-        )
+        tracker = JobTracker(db, providers, data_dir=work, sink=sink, settings=TrackerSettings())
         service = VideoService(
             db,
             providers,
@@ -98,8 +96,10 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
                 path: Path | None = getattr(args, option)
                 if path is None:
                     continue
-                if not path.is_file():
-                    print(f"error: --{option.replace('_', '-')}: no such file {path}", file=sys.stderr)
+                if not await asyncio.to_thread(path.is_file):
+                    print(
+                        f"error: --{option.replace('_', '-')}: no such file {path}", file=sys.stderr
+                    )
                     return 2
                 data = await asyncio.to_thread(path.read_bytes)
                 images[option] = save_input_image(data, input_dir, option)

@@ -12,7 +12,7 @@ import discord
 import httpx
 from discord.ext import commands
 
-from bot import discord_api
+from bot import discord_api, textmatch
 from bot.config import Settings
 from bot.db import Database, to_db_time, utcnow
 from bot.moderation import ModLog
@@ -47,7 +47,9 @@ class DeliveryRouter:
     async def job_started(self, job: Any) -> None:
         await self._sink().job_started(job)
 
-    async def job_progress(self, job: Any, progress: float | None, eta_seconds: float | None) -> None:
+    async def job_progress(
+        self, job: Any, progress: float | None, eta_seconds: float | None
+    ) -> None:
         await self._sink().job_progress(job, progress, eta_seconds)
 
     async def job_completed(self, job: Any, clip: Path) -> DeliveryReceipt:
@@ -96,7 +98,9 @@ class VideoBot(commands.Bot):
         await self.db.migrate()
         self.http_client = make_http_client()
         self.providers = build_providers(settings, self.http_client, settings.data_dir)
-        tracker_settings = TrackerSettings(max_active_per_member=settings.max_active_jobs_per_member)
+        tracker_settings = TrackerSettings(
+            max_active_per_member=settings.max_active_jobs_per_member
+        )
         self.tracker = JobTracker(
             self.db,
             self.providers,
@@ -187,5 +191,6 @@ class VideoBot(commands.Bot):
                     await provider.aclose()
                 await self.http_client.aclose()
                 await self.db.close()
+                textmatch.default_sandbox().close()
             return
         await super().close()

@@ -119,7 +119,9 @@ class VideoService:
         name = provider or self.default_provider
         if name not in self.providers:
             available = ", ".join(sorted(self.providers)) or "none"
-            raise RequestRefused(f"Provider `{name}` is not available here (available: {available}).")
+            raise RequestRefused(
+                f"Provider `{name}` is not available here (available: {available})."
+            )
         clean = {k: v for k, v in options.items() if v is not None}
         try:
             return VideoRequest(prompt=prompt, provider=name, **clean)
@@ -209,4 +211,3 @@ class VideoService:
                 data={"reason": kind, "message": message, "prompt": prompt},
                 now=utcnow(),
             )
-

@@ -80,7 +80,11 @@ def summary(
 
 
 def progress_line(
-    *, state: str, elapsed_s: float, progress: float | None, eta_s: float | None,
+    *,
+    state: str,
+    elapsed_s: float,
+    progress: float | None,
+    eta_s: float | None,
     position: int | None = None,
 ) -> str:
     if position is not None and position > 0:
@@ -94,7 +98,7 @@ def progress_line(
 
 
 def fmt_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds}s"
     minutes, secs = divmod(seconds, 60)

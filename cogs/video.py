@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
@@ -16,8 +17,8 @@ from discord.ext import commands
 
 from bot import media, moderation, quota
 from bot.db import utcnow
-from bot.providers.base import MAX_PROMPT_CHARS, NegotiatedRequest, parse_resolution
-from bot.service import RequestRefused, Requester
+from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
+from bot.service import Requester, RequestRefused
 from bot.store import jobs as job_store
 from bot.store.jobs import JobRecord
 from bot.tracker import DeliveryReceipt
@@ -36,10 +37,27 @@ REQUIRED_PERMS = ("send_messages", "attach_files", "embed_links", "read_message_
 ASPECTS = ["16:9", "9:16", "1:1", "4:3", "3:4", "4:5"]
 FPS_CHOICES = [24, 25, 30, 50]
 COMMON_SIZES = [
-    (1920, 1080), (1280, 720), (1024, 576), (960, 544), (768, 512),
-    (1080, 1920), (720, 1280), (576, 1024), (1080, 1080), (768, 768), (512, 512),
-    (1440, 1080), (960, 720), (1080, 1440), (720, 960), (864, 1080), (768, 960),
-    (2560, 1440), (1440, 2560), (3840, 2160), (2160, 3840),
+    (1920, 1080),
+    (1280, 720),
+    (1024, 576),
+    (960, 544),
+    (768, 512),
+    (1080, 1920),
+    (720, 1280),
+    (576, 1024),
+    (1080, 1080),
+    (768, 768),
+    (512, 512),
+    (1440, 1080),
+    (960, 720),
+    (1080, 1440),
+    (720, 960),
+    (864, 1080),
+    (768, 960),
+    (2560, 1440),
+    (1440, 2560),
+    (3840, 2160),
+    (2160, 3840),
 ]
 
 
@@ -74,11 +92,15 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
 # ----- persistent buttons (custom_id carries the job id; they work across restarts) -------
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:cancel:(?P<job>\d+)"):
+class CancelButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:cancel:(?P<job>\d+)"
+):
     def __init__(self, job_id: int) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.secondary, custom_id=f"ltx:cancel:{job_id}"
+                label="Cancel",
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"ltx:cancel:{job_id}",
             )
         )
         self.job_id = job_id
@@ -94,7 +116,9 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"lt
         await cog.press_cancel(interaction, self.job_id)
 
 
-class AgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:again:(?P<job>\d+)"):
+class AgainButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:again:(?P<job>\d+)"
+):
     def __init__(self, job_id: int) -> None:
         super().__init__(
             discord.ui.Button(
@@ -113,7 +137,9 @@ class AgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx
         await _cog(interaction).press_again(interaction, self.job_id)
 
 
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:delete:(?P<job>\d+)"):
+class DeleteButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:delete:(?P<job>\d+)"
+):
     def __init__(self, job_id: int) -> None:
         super().__init__(
             discord.ui.Button(
@@ -205,6 +231,8 @@ class VideoCog(commands.Cog):
     )
     @app_commands.choices(
         aspect_ratio=[app_commands.Choice(name=a, value=a) for a in ASPECTS],
+    )
+    @app_commands.choices(
         fps=[app_commands.Choice(name=str(f), value=f) for f in FPS_CHOICES],
     )
     async def video(
@@ -264,7 +292,11 @@ class VideoCog(commands.Cog):
             )
         if last_frame is not None and first_frame is None:
             return "`last_frame` needs a `first_frame` too."
-        for name, att in (("image", image), ("first_frame", first_frame), ("last_frame", last_frame)):
+        for name, att in (
+            ("image", image),
+            ("first_frame", first_frame),
+            ("last_frame", last_frame),
+        ):
             if att is not None and att.size > media.MAX_IMAGE_BYTES:
                 return (
                     f"`{name}` is {att.size / 1e6:.1f} MB; images must be at most "
@@ -319,7 +351,10 @@ class VideoCog(commands.Cog):
             if admitted is None:
                 service.discard_inputs(input_dir)
             log.exception("starting a job failed")
-            await self._refuse(interaction, "Something went wrong on my side; nothing was charged. Please try again.")
+            await self._refuse(
+                interaction,
+                "Something went wrong on my side; nothing was charged. Please try again.",
+            )
             return
         job_id = admitted.job_id
         left = await self._allowance_left(who)
@@ -338,7 +373,10 @@ class VideoCog(commands.Cog):
                 render.shorten_block(
                     f"{live.header}\n"
                     + render.progress_line(
-                        state="starting", elapsed_s=0, progress=None, eta_s=None,
+                        state="starting",
+                        elapsed_s=0,
+                        progress=None,
+                        eta_s=None,
                         position=position,
                     )
                 ),
@@ -391,7 +429,8 @@ class VideoCog(commands.Cog):
         elif prov is not None:
             lim = prov.limits
             sizes = [
-                (w, h) for (w, h) in COMMON_SIZES
+                (w, h)
+                for (w, h) in COMMON_SIZES
                 if (not lim.max_width or max(w, h) <= max(lim.max_width, lim.max_height))
                 and (not lim.max_height or min(w, h) <= min(lim.max_width, lim.max_height))
                 and min(w, h) >= lim.min_edge
@@ -405,7 +444,8 @@ class VideoCog(commands.Cog):
         labels = [f"{w}x{h}" for w, h in sizes]
         return [
             app_commands.Choice(name=label, value=label)
-            for label in labels if current.lower() in label
+            for label in labels
+            if current.lower() in label
         ][:25]
 
     @video.autocomplete("provider")
@@ -414,7 +454,8 @@ class VideoCog(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         return [
             app_commands.Choice(name=name, value=name)
-            for name in self.bot.providers if current.lower() in name
+            for name in self.bot.providers
+            if current.lower() in name
         ][:25]
 
     # ----- buttons --------------------------------------------------------------------
@@ -425,12 +466,19 @@ class VideoCog(commands.Cog):
         if job is None:
             await send_ephemeral(interaction, "That job no longer exists.")
             return
-        if interaction.user.id != job.user_id and not is_moderator(interaction.user, interaction.channel):
-            await send_ephemeral(interaction, "Only the member who asked for this video (or a moderator) can cancel it.")
+        if interaction.user.id != job.user_id and not is_moderator(
+            interaction.user, interaction.channel
+        ):
+            await send_ephemeral(
+                interaction,
+                "Only the member who asked for this video (or a moderator) can cancel it.",
+            )
             return
         ok = await self.bot.tracker.cancel(
-            job_id, by=interaction.user.id,
-            reason="cancelled by the requester" if interaction.user.id == job.user_id
+            job_id,
+            by=interaction.user.id,
+            reason="cancelled by the requester"
+            if interaction.user.id == job.user_id
             else f"cancelled by moderator {interaction.user}",
         )
         await send_ephemeral(
@@ -472,7 +520,10 @@ class VideoCog(commands.Cog):
             return
         is_owner = interaction.user.id == job.user_id
         if not is_owner and not is_moderator(interaction.user, interaction.channel):
-            await send_ephemeral(interaction, "Only the member who asked for this video (or a moderator) can delete it.")
+            await send_ephemeral(
+                interaction,
+                "Only the member who asked for this video (or a moderator) can delete it.",
+            )
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
@@ -488,7 +539,8 @@ class VideoCog(commands.Cog):
                 conn,
                 guild_id=job.guild_id,
                 kind="delete",
-                summary=f"result of job {job_id} deleted by {'the requester' if is_owner else 'a moderator'}",
+                summary=f"result of job {job_id} deleted by "
+                f"{'the requester' if is_owner else 'a moderator'}",
                 actor_id=interaction.user.id,
                 target_id=job.user_id,
                 channel_id=job.channel_id,
@@ -504,7 +556,9 @@ class VideoCog(commands.Cog):
     def _live(self, job: JobRecord) -> Live:
         live = self.live.get(job.id)
         if live is None:  # after a restart: no interaction, channel messages only
-            live = Live(interaction=None, started=time.monotonic() - TOKEN_LIFETIME_S, token_ok=False)
+            live = Live(
+                interaction=None, started=time.monotonic() - TOKEN_LIFETIME_S, token_ok=False
+            )
             self.live[job.id] = live
         return live
 
@@ -519,8 +573,10 @@ class VideoCog(commands.Cog):
                 return None
         return channel if isinstance(channel, discord.abc.Messageable) else None
 
-    async def _status(self, job: JobRecord, text: str, *, force: bool = False, view: discord.ui.View | None = None) -> None:
-        """Update the job's status line, throttled; via the token while valid, then a channel message."""
+    async def _status(
+        self, job: JobRecord, text: str, *, force: bool = False, view: discord.ui.View | None = None
+    ) -> None:
+        """Update the status line (throttled): via the token while valid, else the channel."""
         live = self._live(job)
         now = time.monotonic()
         if not force and now - live.last_edit < PROGRESS_MIN_INTERVAL_S:
@@ -554,31 +610,36 @@ class VideoCog(commands.Cog):
         channel = await self._channel(job)
         if channel is None:
             return
-        reference = self._reference(job)
-        kwargs: dict[str, Any] = {"view": view} if view is not None else {}
+        kwargs = self._reply_to(job)
+        if view is not None:
+            kwargs["view"] = view
         live.status_message = await channel.send(
-            content,
-            reference=reference,
-            mention_author=False,
-            allowed_mentions=discord.AllowedMentions.none(),
-            **kwargs,
+            content, allowed_mentions=discord.AllowedMentions.none(), **kwargs
         )
 
-    def _reference(self, job: JobRecord) -> discord.MessageReference | None:
+    def _reply_to(self, job: JobRecord) -> dict[str, Any]:
+        """send() arguments that make a channel message a reply to the job's status message."""
         if job.interaction_message_id is None or job.channel_id is None:
-            return None
-        return discord.MessageReference(
+            return {}
+        reference = discord.MessageReference(
             message_id=job.interaction_message_id,
             channel_id=job.channel_id,
             guild_id=job.guild_id,
             fail_if_not_exists=False,
         )
+        return {"reference": reference, "mention_author": False}
 
     async def job_queued(self, job: JobRecord, position: int) -> None:
         live = self._live(job)
         await self._status(
             job,
-            render.progress_line(state="queued", elapsed_s=time.monotonic() - live.started, progress=None, eta_s=None, position=position),
+            render.progress_line(
+                state="queued",
+                elapsed_s=time.monotonic() - live.started,
+                progress=None,
+                eta_s=None,
+                position=position,
+            ),
             view=cancel_view(job.id),
         )
 
@@ -586,16 +647,28 @@ class VideoCog(commands.Cog):
         live = self._live(job)
         await self._status(
             job,
-            render.progress_line(state="submitted", elapsed_s=time.monotonic() - live.started, progress=None, eta_s=None),
+            render.progress_line(
+                state="submitted",
+                elapsed_s=time.monotonic() - live.started,
+                progress=None,
+                eta_s=None,
+            ),
             force=True,
             view=cancel_view(job.id),
         )
 
-    async def job_progress(self, job: JobRecord, progress: float | None, eta_seconds: float | None) -> None:
+    async def job_progress(
+        self, job: JobRecord, progress: float | None, eta_seconds: float | None
+    ) -> None:
         live = self._live(job)
         await self._status(
             job,
-            render.progress_line(state="rendering", elapsed_s=time.monotonic() - live.started, progress=progress, eta_s=eta_seconds),
+            render.progress_line(
+                state="rendering",
+                elapsed_s=time.monotonic() - live.started,
+                progress=progress,
+                eta_s=eta_seconds,
+            ),
             view=cancel_view(job.id),
         )
 
@@ -604,11 +677,15 @@ class VideoCog(commands.Cog):
         limit = self._upload_limit(job, live)
         fitted = clip.with_suffix(".fit.mp4")
         try:
+            original_size = await _to_thread(os.path.getsize, clip)
             info = await _to_thread(media.fit_to_size, clip, fitted, limit)
-            reencoded = info.size_bytes < clip.stat().st_size and fitted.exists()
-            path = fitted if fitted.exists() else clip
+            reencoded = info.size_bytes != original_size
+            path = fitted
             content = render.result_text(
-                job.request, user_id=job.user_id, job_id=job.id, cost_usd=job.cost_usd,
+                job.request,
+                user_id=job.user_id,
+                job_id=job.id,
+                cost_usd=job.cost_usd,
                 reencoded=reencoded,
             )
             message = await self._post_result(job, live, path, content)
@@ -627,19 +704,28 @@ class VideoCog(commands.Cog):
         guild = self.bot.get_guild(job.guild_id) if job.guild_id else None
         return int(guild.filesize_limit) if guild is not None else 10 * 1024 * 1024
 
-    async def _post_result(self, job: JobRecord, live: Live, path: Path, content: str) -> discord.Message:
-        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)])
+    async def _post_result(
+        self, job: JobRecord, live: Live, path: Path, content: str
+    ) -> discord.Message:
+        mentions = discord.AllowedMentions(
+            everyone=False, roles=False, users=[discord.Object(job.user_id)]
+        )
         filename = f"ltx-job-{job.id}.mp4"
         if live.token_valid():
             assert live.interaction is not None
             try:
                 return await live.interaction.followup.send(
-                    content, file=discord.File(path, filename=filename),
-                    view=result_view(job.id), allowed_mentions=mentions, wait=True,
+                    content,
+                    file=discord.File(path, filename=filename),
+                    view=result_view(job.id),
+                    allowed_mentions=mentions,
+                    wait=True,
                 )
             except discord.HTTPException as exc:
                 if exc.status == 413:
-                    raise media.MediaError("The clip is too large for this server's upload limit.") from exc
+                    raise media.MediaError(
+                        "The clip is too large for this server's upload limit."
+                    ) from exc
                 if exc.status not in (401, 403, 404):
                     raise
                 live.token_ok = False
@@ -648,17 +734,24 @@ class VideoCog(commands.Cog):
             raise media.MediaError("The channel for this job is gone.")
         try:
             return await channel.send(
-                content, file=discord.File(path, filename=filename), view=result_view(job.id),
-                reference=self._reference(job), mention_author=False, allowed_mentions=mentions,
+                content,
+                file=discord.File(path, filename=filename),
+                view=result_view(job.id),
+                allowed_mentions=mentions,
+                **self._reply_to(job),
             )
         except discord.HTTPException as exc:
             if exc.status == 413:
-                raise media.MediaError("The clip is too large for this server's upload limit.") from exc
+                raise media.MediaError(
+                    "The clip is too large for this server's upload limit."
+                ) from exc
             raise
 
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None:
         live = self._live(job)
-        text = render.ended_text(job_id=job.id, outcome=outcome, reason=reason, refunded=job.guild_id is not None)
+        text = render.ended_text(
+            job_id=job.id, outcome=outcome, reason=reason, refunded=job.guild_id is not None
+        )
         self.live.pop(job.id, None)
         if live.token_valid() and live.public is not None:
             await self._status(job, text, force=True, view=None)
@@ -667,8 +760,11 @@ class VideoCog(commands.Cog):
         if channel is None:
             return
         await channel.send(
-            f"<@{job.user_id}> {text}", reference=self._reference(job), mention_author=False,
-            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)]),
+            f"<@{job.user_id}> {text}",
+            allowed_mentions=discord.AllowedMentions(
+                everyone=False, roles=False, users=[discord.Object(job.user_id)]
+            ),
+            **self._reply_to(job),
         )
 
 

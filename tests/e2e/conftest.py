@@ -33,9 +33,7 @@ def bot_settings(fake: FakeDiscord, tmp_path: Path, **overrides: Any) -> Setting
 
 
 @pytest.fixture
-def make_bot(
-    fake_discord: FakeDiscord, tmp_path: Path
-) -> Callable[..., Any]:
+def make_bot(fake_discord: FakeDiscord, tmp_path: Path) -> Callable[..., Any]:
     """`async with make_bot(**settings) as bot:` runs a VideoBot against the fake until exit."""
 
     @asynccontextmanager

@@ -15,9 +15,18 @@ from tests.fakes.leonardo_server import FakeLeonardo
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_VARS = (
-    "DISCORD_TOKEN", "DISCORD_API_BASE_URL", "DATABASE_URL", "BYTECOMPUTE_API_KEY",
-    "BYTECOMPUTE_BASE_URL", "LEONARDO_API_KEY", "LEONARDO_BASE_URL", "DEFAULT_PROVIDER",
-    "SIMULATOR_ENABLED", "QUOTA_SECONDS_PER_DAY", "DEV_GUILD_ID", "SIMULATOR_DELAY_SECONDS",
+    "DISCORD_TOKEN",
+    "DISCORD_API_BASE_URL",
+    "DATABASE_URL",
+    "BYTECOMPUTE_API_KEY",
+    "BYTECOMPUTE_BASE_URL",
+    "LEONARDO_API_KEY",
+    "LEONARDO_BASE_URL",
+    "DEFAULT_PROVIDER",
+    "SIMULATOR_ENABLED",
+    "QUOTA_SECONDS_PER_DAY",
+    "DEV_GUILD_ID",
+    "SIMULATOR_DELAY_SECONDS",
 )
 
 
@@ -28,21 +37,24 @@ def cli_env(tmp_path: Path, **values: str) -> dict[str, str]:
     return env
 
 
-async def run_cli(tmp_path: Path, *args: str, timeout: float = 90, **env: str) -> tuple[int, str, str]:
+async def run_cli(tmp_path: Path, *args: str, **env: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args,
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
         cwd=tmp_path,  # no .env there
         env=cli_env(tmp_path, **env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
 
 async def test_run_without_token_is_one_clear_line(tmp_path: Path) -> None:
-    code, out, err = await run_cli(tmp_path, "run")
+    code, _, err = await run_cli(tmp_path, "run")
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
@@ -67,9 +79,12 @@ async def test_migrate_then_check_with_the_simulator(tmp_path: Path) -> None:
 async def test_check_reports_a_bad_provider_key_as_a_failed_row(tmp_path: Path) -> None:
     async with FakeByteCompute(api_key="bc-right-key") as bc, FakeLeonardo() as leo:
         code, out, err = await run_cli(
-            tmp_path, "check",
-            BYTECOMPUTE_API_KEY="bc-wrong-key", BYTECOMPUTE_BASE_URL=bc.base_url,
-            LEONARDO_API_KEY=leo.api_key, LEONARDO_BASE_URL=leo.rest_url,
+            tmp_path,
+            "check",
+            BYTECOMPUTE_API_KEY="bc-wrong-key",
+            BYTECOMPUTE_BASE_URL=bc.base_url,
+            LEONARDO_API_KEY=leo.api_key,
+            LEONARDO_BASE_URL=leo.rest_url,
         )
     assert code == 1, out + err
     rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("provider ")}
@@ -83,14 +98,26 @@ async def test_generate_writes_a_decodable_clip(tmp_path: Path, provider: str) -
     out_file = tmp_path / f"{provider}.mp4"
     async with FakeByteCompute(job_seconds=0.3) as bc, FakeLeonardo(job_seconds=0.3) as leo:
         env = {
-            "SIMULATOR_ENABLED": "true", "SIMULATOR_DELAY_SECONDS": "0.3",
-            "BYTECOMPUTE_API_KEY": bc.api_key, "BYTECOMPUTE_BASE_URL": bc.base_url,
-            "LEONARDO_API_KEY": leo.api_key, "LEONARDO_BASE_URL": leo.rest_url,
+            "SIMULATOR_ENABLED": "true",
+            "SIMULATOR_DELAY_SECONDS": "0.3",
+            "BYTECOMPUTE_API_KEY": bc.api_key,
+            "BYTECOMPUTE_BASE_URL": bc.base_url,
+            "LEONARDO_API_KEY": leo.api_key,
+            "LEONARDO_BASE_URL": leo.rest_url,
         }
         code, out, err = await run_cli(
-            tmp_path, "generate", "a paper boat on a river", "--provider", provider,
-            "--duration", "4" if provider != "leonardo" else "6", "--resolution", "1280x720",
-            "--out", str(out_file), **env,
+            tmp_path,
+            "generate",
+            "a paper boat on a river",
+            "--provider",
+            provider,
+            "--duration",
+            "4" if provider != "leonardo" else "6",
+            "--resolution",
+            "1280x720",
+            "--out",
+            str(out_file),
+            **env,
         )
     assert code == 0, out + err
     info = probe(out_file)
@@ -105,7 +132,13 @@ async def test_generate_refuses_bad_input_clearly(tmp_path: Path) -> None:
     bogus = tmp_path / "not-an-image.png"
     bogus.write_text("hello")
     code, _, err = await run_cli(
-        tmp_path, "generate", "x", "--image", str(bogus), "--out", str(tmp_path / "o.mp4"),
+        tmp_path,
+        "generate",
+        "x",
+        "--image",
+        str(bogus),
+        "--out",
+        str(tmp_path / "o.mp4"),
         SIMULATOR_DELAY_SECONDS="0",
     )
     assert code == 2
