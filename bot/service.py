@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +20,13 @@ from pydantic import ValidationError
 
 from bot import moderation, quota
 from bot.db import Database, utcnow
+from bot.negotiation import parse_aspect
 from bot.providers.base import (
     InvalidRequestError,
     NegotiatedRequest,
     Provider,
     VideoRequest,
+    parse_resolution,
 )
 from bot.store import jobs as job_store
 from bot.tracker import JobTracker
@@ -47,6 +50,40 @@ class RequestRefused(Exception):
         super().__init__(message)
         self.message = message
         self.kind = kind  # invalid_input | blocked_member | blocked_word | allowance | ...
+
+
+IMAGE_OPTIONS = ("image", "first_frame", "last_frame")
+# Input images are kept this long after admission so "Again" can reuse them.
+KEPT_INPUTS_SECONDS = 24 * 3600
+# Sizes offered by `/video resolution` autocomplete (each kept only where the provider
+# accepts it unchanged), besides a provider's own fixed list.
+COMMON_SIZES: tuple[tuple[int, int], ...] = (
+    (1920, 1080),
+    (1280, 720),
+    (1024, 576),
+    (960, 544),
+    (768, 512),
+    (640, 512),
+    (1080, 1920),
+    (720, 1280),
+    (576, 1024),
+    (1080, 1080),
+    (960, 960),
+    (768, 768),
+    (512, 512),
+    (1440, 1080),
+    (1024, 768),
+    (960, 720),
+    (1080, 1440),
+    (768, 1024),
+    (720, 960),
+    (864, 1080),
+    (768, 960),
+    (2560, 1440),
+    (1440, 2560),
+    (3840, 2160),
+    (2160, 3840),
+)
 
 
 @dataclass(frozen=True)
@@ -211,3 +248,93 @@ class VideoService:
                 data={"reason": kind, "message": message, "prompt": prompt},
                 now=utcnow(),
             )
+
+    # ----- resolution choices (autocomplete) ---------------------------------------------
+
+    def resolution_choices(
+        self, provider: str | None, aspect_ratio: str | None, typed: str = "", limit: int = 25
+    ) -> list[str]:
+        """WIDTHxHEIGHT values the provider accepts unchanged, matching the aspect and text.
+
+        When `typed` is a size the provider would change, the size it would make comes first.
+        """
+        prov = self.providers.get(provider or self.default_provider)
+        if prov is None:
+            return []
+        sizes = list(prov.limits.sizes) or [s for s in COMMON_SIZES if self._accepts(prov, s)]
+        ratio = parse_aspect(aspect_ratio) if aspect_ratio else None
+        if ratio is not None:
+            sizes = [s for s in sizes if abs(s[0] / s[1] / ratio - 1) < 0.03]
+        text = typed.strip().lower().replace("×", "x").replace(" ", "")
+        labels = [f"{w}x{h}" for w, h in sizes if text in f"{w}x{h}"]
+        wanted = parse_resolution(text) if text else None
+        if wanted is not None:
+            snapped = self._negotiated_size(prov, wanted)
+            if snapped is not None:
+                label = f"{snapped[0]}x{snapped[1]}"
+                labels = [label, *(x for x in labels if x != label)]
+        return labels[:limit]
+
+    @staticmethod
+    def _negotiated_size(prov: Provider, size: tuple[int, int]) -> tuple[int, int] | None:
+        try:
+            wanted = f"{size[0]}x{size[1]}"
+            negotiated = prov.negotiate(
+                VideoRequest(prompt="-", provider=prov.name, resolution=wanted)
+            )
+        except (InvalidRequestError, ValidationError):
+            return None
+        return negotiated.width, negotiated.height
+
+    def _accepts(self, prov: Provider, size: tuple[int, int]) -> bool:
+        return self._negotiated_size(prov, size) == size
+
+    # ----- "Again": input images kept after submission -------------------------------------
+
+    def _kept_dir(self, job_id: int) -> Path:
+        return self.data_dir / "kept-inputs" / str(job_id)
+
+    def keep_inputs(self, job_id: int, request: NegotiatedRequest) -> bool:
+        """Copy a job's input images aside for "Again" (blocking: run in a thread).
+
+        The tracker removes a job's inputs once submitted; these copies live
+        `KEPT_INPUTS_SECONDS` and are pruned here. Returns False for text-to-video.
+        """
+        images = {n: getattr(request, n) for n in IMAGE_OPTIONS if getattr(request, n)}
+        if not images:
+            return False
+        self.prune_kept_inputs()
+        dest = self._kept_dir(job_id)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, image in images.items():
+            shutil.copyfile(image.path, dest / name)
+        return True
+
+    def kept_inputs(self, job_id: int) -> dict[str, bytes] | None:
+        """The images kept for `job_id` by option name, or None when gone (blocking)."""
+        src = self._kept_dir(job_id)
+        try:
+            if time.time() - src.stat().st_mtime > KEPT_INPUTS_SECONDS:
+                shutil.rmtree(src, ignore_errors=True)
+                return None
+            return {p.name: p.read_bytes() for p in src.iterdir() if p.name in IMAGE_OPTIONS}
+        except OSError:
+            return None
+
+    def prune_kept_inputs(self) -> int:
+        """Remove kept input images older than `KEPT_INPUTS_SECONDS` (blocking)."""
+        root = self.data_dir / "kept-inputs"
+        cutoff = time.time() - KEPT_INPUTS_SECONDS
+        removed = 0
+        try:
+            entries = list(root.iterdir())
+        except OSError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                continue
+        return removed

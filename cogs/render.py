@@ -1,50 +1,90 @@
-"""Text shown to members for a job: summary line, progress, result, endings.
+"""Text shown to members for a job: summary, status, progress, result, endings.
 
 Pure functions (no Discord calls) so the wording is tested in one place. Everything here
-respects Discord's limits; the prompt echo is shortened, never the request itself.
+respects Discord's limits (2,000 characters of content); the prompt echo is shortened,
+never the request itself, and made inert (markdown escaped, mentions broken) — the
+messages are also sent with `AllowedMentions` that allow at most the requester.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import discord
 
-from bot.providers.base import Mode, NegotiatedRequest
+from bot.providers.base import Adjustment, Mode, NegotiatedRequest
 
 CONTENT_LIMIT = 2000
 PROMPT_ECHO_LIMIT = 600
+HEADER_ECHO_LIMIT = 300
 
 MODE_WORDS = {
     Mode.TEXT: "text-to-video",
     Mode.IMAGE: "image-to-video",
     Mode.FRAMES: "frame-to-video",
 }
+FIELD_WORDS = {"aspect_ratio": "aspect ratio", "fps": "frame rate"}
+UNITS = {"duration": " s", "fps": " fps"}
 
 
 def shorten(text: str, limit: int) -> str:
+    """Whitespace collapsed, cut to `limit` characters with an ellipsis."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def shorten_block(text: str) -> str:
+    """A whole message cut to Discord's content limit (line breaks kept)."""
+    return text if len(text) <= CONTENT_LIMIT else text[: CONTENT_LIMIT - 1] + "…"
+
+
 def echo_prompt(prompt: str, limit: int = PROMPT_ECHO_LIMIT) -> str:
     """The member's prompt made inert for display: markdown escaped, mentions neutralised."""
-    safe = discord.utils.escape_mentions(discord.utils.escape_markdown(shorten(prompt, limit)))
-    return safe
+    short = shorten(prompt, limit)
+    safe = discord.utils.escape_mentions(discord.utils.escape_markdown(short))
+    # Escaping can lengthen the text a little; never break Discord's limits because of it.
+    return safe if len(safe) <= limit + 50 else safe[: limit + 49] + "…"
+
+
+def quote(text: str) -> str:
+    return f"> {text}"
 
 
 def settings_line(req: NegotiatedRequest) -> str:
+    """What will be (or was) made, e.g. `text-to-video · 5 s · 1280×720 · 25 fps · …`."""
     parts = [
         MODE_WORDS.get(req.mode, str(req.mode)),
         f"{req.duration} s",
         f"{req.width}×{req.height}",
         f"{req.fps} fps",
-        f"{req.provider} ({req.model})",
-        "audio" if req.audio else "no audio",
+        req.provider if req.model in ("", req.provider) else f"{req.provider} ({req.model})",
+        "with sound" if req.audio else "no sound",
     ]
     if req.seed is not None:
         parts.append(f"seed {req.seed}")
     return " · ".join(parts)
+
+
+def _value(name: str, value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str) and "x" in value and name in ("resolution", "size"):
+        return value.replace("x", "×")
+    return f"{value}{UNITS.get(name, '')}"
+
+
+def adjustment_words(adj: Adjustment) -> str:
+    """One adjustment in plain words: `frame rate 50 fps → 25 fps (reason)`."""
+    name = FIELD_WORDS.get(adj.field, adj.field)
+    text = f"{name} {_value(adj.field, adj.requested)} → {_value(adj.field, adj.actual)}"
+    return f"{text} ({adj.reason})" if adj.reason else text
+
+
+def adjustments_line(adjustments: Sequence[Adjustment]) -> str | None:
+    if not adjustments:
+        return None
+    return "Adjusted: " + "; ".join(adjustment_words(a) for a in adjustments)
 
 
 def allowance_words(left: float | None) -> str:
@@ -53,48 +93,39 @@ def allowance_words(left: float | None) -> str:
     return f"{max(0, round(left))} s of your allowance left"
 
 
-def public_header(req: NegotiatedRequest, *, job_id: int, user_id: int) -> str:
-    """The public status message's first lines (no allowance figures: those are private)."""
-    lines = [f"🎬 <@{user_id}> · **job {job_id}** · {settings_line(req)} · ${req.cost_usd:.2f}"]
-    if req.adjustments:
-        lines.append("Adjusted: " + "; ".join(a.describe() for a in req.adjustments))
-    lines.append(f"> {echo_prompt(req.prompt, 300)}")
-    return shorten_block("\n".join(lines))
-
-
-def summary(
-    req: NegotiatedRequest, *, job_id: int, allowance_left: float | None, position: int | None
-) -> str:
+def summary(req: NegotiatedRequest, *, job_id: int, allowance_left: float | None) -> str:
+    """The private (ephemeral) confirmation: settings, adjustments, cost, allowance left."""
     lines = [
         f"🎬 **Job {job_id}** — {settings_line(req)} · ${req.cost_usd:.2f} · "
         f"{allowance_words(allowance_left)}",
     ]
-    if req.adjustments:
-        lines.append("Adjusted: " + "; ".join(a.describe() for a in req.adjustments))
-    lines.append(f"> {echo_prompt(req.prompt, 300)}")
-    if position is not None and position > 0:
-        lines.append(f"⏳ Queued — position {position}")
-    else:
-        lines.append("⏳ Starting…")
+    adjusted = adjustments_line(req.adjustments)
+    if adjusted:
+        lines.append(adjusted)
+    lines.append(quote(echo_prompt(req.prompt, HEADER_ECHO_LIMIT)))
+    lines.append("Progress and the video appear in this channel; **Cancel** stops it.")
     return shorten_block("\n".join(lines))
 
 
-def progress_line(
-    *,
-    state: str,
-    elapsed_s: float,
-    progress: float | None,
-    eta_s: float | None,
-    position: int | None = None,
+def ended_summary(
+    req: NegotiatedRequest, *, job_id: int, outcome: str, allowance_left: float | None
 ) -> str:
-    if position is not None and position > 0:
-        return f"⏳ Queued — position {position} · {fmt_duration(elapsed_s)} elapsed"
-    text = f"⚙️ {state} · {fmt_duration(elapsed_s)} elapsed"
-    if progress is not None:
-        text += f" · {progress * 100:.0f}%"
-    if eta_s is not None and eta_s > 0:
-        text += f" · about {fmt_duration(eta_s)} left"
-    return text
+    """The private confirmation once a job ended without a video (refund included)."""
+    icon, word = _ENDINGS.get(outcome, _ENDINGS["failed"])
+    return shorten_block(
+        f"{icon} **Job {job_id}** {word} — {settings_line(req)}\n"
+        f"Nothing was charged; {allowance_words(allowance_left)}."
+    )
+
+
+def public_header(req: NegotiatedRequest, *, job_id: int, user_id: int) -> str:
+    """The public status message's first lines (no allowance figures: those are private)."""
+    lines = [f"🎬 <@{user_id}> · **job {job_id}** · {settings_line(req)} · ${req.cost_usd:.2f}"]
+    adjusted = adjustments_line(req.adjustments)
+    if adjusted:
+        lines.append(adjusted)
+    lines.append(quote(echo_prompt(req.prompt, HEADER_ECHO_LIMIT)))
+    return shorten_block("\n".join(lines))
 
 
 def fmt_duration(seconds: float) -> str:
@@ -108,30 +139,74 @@ def fmt_duration(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def result_text(
-    req: NegotiatedRequest, *, user_id: int, job_id: int, cost_usd: float, reencoded: bool
+def progress_line(
+    *,
+    state: str,
+    elapsed_s: float,
+    progress: float | None = None,
+    eta_s: float | None = None,
+    position: int | None = None,
 ) -> str:
+    """`⏳ Queued — position 3 · 12s elapsed` or `⚙️ Rendering · 40% · about 20s left`."""
+    if position is not None and position > 0:
+        return f"⏳ Queued — position {position} · {fmt_duration(elapsed_s)} elapsed"
+    text = f"⚙️ {state.capitalize()} · {fmt_duration(elapsed_s)} elapsed"
+    if progress is not None and 0 < progress < 1:
+        text += f" · {progress * 100:.0f}%"
+    if eta_s is not None and eta_s >= 1:
+        text += f" · about {fmt_duration(eta_s)} left"
+    return text
+
+
+def status_text(header: str, line: str) -> str:
+    return shorten_block(f"{header}\n{line}" if header else line)
+
+
+def result_text(
+    req: NegotiatedRequest,
+    *,
+    user_id: int,
+    job_id: int,
+    cost_usd: float,
+    reencoded: bool,
+    seconds: float | None = None,
+) -> str:
+    """The message with the clip: requester mention, prompt, settings, seed, provider, cost."""
+    if seconds is not None and abs(seconds - req.duration) >= 0.5:
+        req = req.model_copy(update={"duration": round(seconds)})
     lines = [
         f"<@{user_id}> your video is ready (job {job_id}).",
-        f"> {echo_prompt(req.prompt)}",
+        quote(echo_prompt(req.prompt)),
         f"{settings_line(req)} · ${cost_usd:.2f}",
     ]
     if reencoded:
-        lines.append("_Re-encoded to fit Discord's upload limit._")
+        lines.append("-# Re-encoded to fit this server's upload limit.")
     return shorten_block("\n".join(lines))
 
 
+_ENDINGS = {
+    "cancelled": ("🛑", "was cancelled"),
+    "expired": ("⌛", "expired"),
+    "failed": ("❌", "failed"),
+}
+
+
 def ended_text(*, job_id: int, outcome: str, reason: str, refunded: bool) -> str:
-    icon = {"cancelled": "🛑", "expired": "⌛"}.get(outcome, "❌")
-    word = {"cancelled": "was cancelled", "expired": "expired"}.get(outcome, "failed")
-    text = f"{icon} Job {job_id} {word}: {reason}"
+    """`❌ Job 3 failed: <reason>. Nothing was charged: …` (public)."""
+    icon, word = _ENDINGS.get(outcome, _ENDINGS["failed"])
+    reason = shorten(reason, 500).rstrip(".")
+    text = f"{icon} Job {job_id} {word}: {reason}." if reason else f"{icon} Job {job_id} {word}."
     if refunded:
-        text += " Your allowance was refunded."
+        text += " Nothing was charged: its seconds are back in the allowance."
     return shorten_block(text)
 
 
-def shorten_block(text: str) -> str:
-    return text if len(text) <= CONTENT_LIMIT else text[: CONTENT_LIMIT - 1] + "…"
+def missing_permissions_text(missing: Sequence[str]) -> str:
+    names = ", ".join(f"**{m}**" for m in missing)
+    return (
+        f"I can't post videos in this channel: I'm missing {names} here. "
+        "Ask an admin to grant them, or use `/video` in another channel."
+    )
 
 
 def timestamp(dt: datetime, style: str = "R") -> str:
