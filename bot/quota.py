@@ -39,7 +39,14 @@ from bot.moderation import Change
 from bot.pricing import is_hd
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
-from bot.store.guilds import DbOrConn, GuildSettings, MemberAllowance, RoleAllowance
+from bot.store.guilds import (
+    DEFAULT_WINDOW_SECONDS,
+    DbOrConn,
+    GuildSettings,
+    MemberAllowance,
+    MemberRules,
+    RoleAllowance,
+)
 
 EPSILON = 1e-9
 
@@ -267,6 +274,49 @@ def _allowance_refusal(
 
 # ----- reserve / settle / refund ---------------------------------------------------------
 
+# Per guild, the rolling window and whether a budget is set, as last read. The member's
+# rules and ledger are read in one round trip, which needs the window up front: a stale
+# hint (an admin just changed the window or budget) costs a second query, never a wrong
+# answer.
+_hints: dict[int, tuple[int, bool]] = {}
+
+
+async def _member_view(
+    conn: aiosqlite.Connection,
+    *,
+    guild_id: int,
+    user_id: int,
+    role_ids: Sequence[int],
+    now: datetime,
+    job_id: int | None = None,
+) -> tuple[MemberRules, ledger.MemberSnapshot]:
+    """The member's rules and their ledger over the guild's current window."""
+    window, budget = _hints.get(guild_id, (DEFAULT_WINDOW_SECONDS, False))
+    snap = await ledger.member_snapshot(
+        conn,
+        guild_id,
+        user_id,
+        after=window_start(now, window),
+        job_id=job_id,
+        month=ledger.month_key(now) if budget else None,
+        role_ids=role_ids,
+    )
+    assert snap.rules is not None
+    settings = snap.rules.settings
+    actual = (settings.quota_window_seconds, settings.monthly_budget_usd is not None)
+    if actual != (window, budget):
+        _hints[guild_id] = actual
+        again = await ledger.member_snapshot(
+            conn,
+            guild_id,
+            user_id,
+            after=window_start(now, actual[0]),
+            job_id=job_id,
+            month=ledger.month_key(now) if actual[1] else None,
+        )
+        return snap.rules, again
+    return snap.rules, snap
+
 
 async def reserve(
     conn: aiosqlite.Connection,
@@ -291,21 +341,15 @@ async def reserve(
     now = _aware(now)
     if not seconds > 0 or width <= 0 or height <= 0 or cost_usd < 0:
         raise ValueError("reserve needs seconds > 0, a positive size and cost_usd >= 0")
-    rules = await guild_store.member_rules(conn, guild_id, user_id, role_ids)
+    rules, snap = await _member_view(
+        conn, guild_id=guild_id, user_id=user_id, role_ids=role_ids, now=now, job_id=job_id
+    )
     settings = rules.settings
     allowance = resolve_allowance(
         rules.override, rules.roles, settings.quota_seconds, default_seconds
     )
     weight = weight_for(width, height, settings.hd_weight)
     needed = seconds * weight
-    snap = await ledger.member_snapshot(
-        conn,
-        guild_id,
-        user_id,
-        after=window_start(now, settings.quota_window_seconds),
-        job_id=job_id,
-        month=None if settings.monthly_budget_usd is None else ledger.month_key(now),
-    )
     if snap.job_reserved:
         raise ValueError(f"job {job_id} already has a reservation")
 
@@ -443,13 +487,12 @@ async def usage_in(
     default_max_concurrent: int | None = None,
 ) -> Usage:
     now = _aware(now)
-    rules = await guild_store.member_rules(conn, guild_id, user_id, role_ids)
+    rules, snap = await _member_view(
+        conn, guild_id=guild_id, user_id=user_id, role_ids=role_ids, now=now
+    )
     settings = rules.settings
     allowance = resolve_allowance(
         rules.override, rules.roles, settings.quota_seconds, default_seconds
-    )
-    snap = await ledger.member_snapshot(
-        conn, guild_id, user_id, after=window_start(now, settings.quota_window_seconds)
     )
     charges = snap.charges
     used = sum(c.seconds for c in charges if c.closed)

@@ -306,44 +306,52 @@ class MemberRules(BaseModel):
     roles: list[RoleAllowance]
 
 
+# A member's rules as three JSON scalar subqueries, so a caller's query can read them in the
+# same round trip (bot.store.quotas.member_snapshot does). Named parameters: :g (guild id),
+# :u (user id), :roles (JSON array of the member's role ids). Parse with `rules_from_row`.
+_SETTINGS_JSON = ", ".join(f"'{name}', {name}" for name in sorted(SETTINGS_FIELDS))
+RULES_COLUMNS_SQL = f"""
+    (SELECT json_object({_SETTINGS_JSON}, 'updated_at', updated_at)
+     FROM guild_settings WHERE guild_id = :g) AS rules_settings,
+    (SELECT json_array(seconds, updated_at)
+     FROM member_allowances WHERE guild_id = :g AND user_id = :u) AS rules_member,
+    (SELECT json_group_array(json_array(role_id, seconds, updated_at))
+     FROM role_allowances
+     WHERE guild_id = :g AND role_id IN (SELECT value FROM json_each(:roles))) AS rules_roles
+"""  # noqa: S608 (column names only)
+
+
+def rules_params(guild_id: int, user_id: int, role_ids: Sequence[int]) -> dict[str, Any]:
+    return {"g": guild_id, "u": user_id, "roles": json.dumps(list(dict.fromkeys(role_ids)))}
+
+
+def rules_from_row(guild_id: int, user_id: int, row: aiosqlite.Row) -> MemberRules:
+    settings = GuildSettings(guild_id=guild_id)
+    if row["rules_settings"] is not None:
+        values = {k: v for k, v in json.loads(row["rules_settings"]).items() if v is not None}
+        values["updated_at"] = from_db_time(values["updated_at"])
+        settings = GuildSettings(guild_id=guild_id, **values)
+    override = None
+    if row["rules_member"] is not None:
+        seconds, at = json.loads(row["rules_member"])
+        override = MemberAllowance(
+            guild_id=guild_id, user_id=user_id, seconds=seconds, updated_at=from_db_time(at)
+        )
+    roles = [
+        RoleAllowance(
+            guild_id=guild_id, role_id=role_id, seconds=seconds, updated_at=from_db_time(at)
+        )
+        for role_id, seconds, at in json.loads(row["rules_roles"])
+    ]
+    return MemberRules(settings=settings, override=override, roles=roles)
+
+
 async def member_rules(
     conn: aiosqlite.Connection, guild_id: int, user_id: int, role_ids: Sequence[int]
 ) -> MemberRules:
     """The guild's settings, the member's override and the allowances of the given roles."""
-    roles = list(dict.fromkeys(role_ids))
-    settings_json = ", ".join(f"'{name}', {name}" for name in sorted(SETTINGS_FIELDS))
-    sql = (
-        "SELECT 'guild' AS source, guild_id AS id, NULL AS seconds,"  # noqa: S608
-        f" json_object({settings_json}) AS settings, updated_at"
-        " FROM guild_settings WHERE guild_id = ?"
-        " UNION ALL SELECT 'member', user_id, seconds, NULL, updated_at"
-        " FROM member_allowances WHERE guild_id = ? AND user_id = ?"
+    rows = await conn.execute_fetchall(
+        f"SELECT {RULES_COLUMNS_SQL}",
+        rules_params(guild_id, user_id, role_ids),
     )
-    params: list[int] = [guild_id, guild_id, user_id]
-    if roles:
-        sql += (
-            " UNION ALL SELECT 'role', role_id, seconds, NULL, updated_at"  # noqa: S608
-            " FROM role_allowances WHERE guild_id = ? AND role_id IN ("
-            + ", ".join("?" for _ in roles)
-            + ")"
-        )
-        params += [guild_id, *roles]
-    settings = GuildSettings(guild_id=guild_id)
-    override: MemberAllowance | None = None
-    found: list[RoleAllowance] = []
-    for row in await conn.execute_fetchall(sql, params):
-        at = from_db_time(row["updated_at"])
-        if row["source"] == "guild":
-            values = {k: v for k, v in json.loads(row["settings"]).items() if v is not None}
-            settings = GuildSettings(guild_id=guild_id, updated_at=at, **values)
-        elif row["source"] == "member":
-            override = MemberAllowance(
-                guild_id=guild_id, user_id=row["id"], seconds=row["seconds"], updated_at=at
-            )
-        else:
-            found.append(
-                RoleAllowance(
-                    guild_id=guild_id, role_id=row["id"], seconds=row["seconds"], updated_at=at
-                )
-            )
-    return MemberRules(settings=settings, override=override, roles=found)
+    return rules_from_row(guild_id, user_id, next(iter(rows)))

@@ -21,6 +21,7 @@ All functions run on the `conn` of a caller's transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
 from bot.db import from_db_time, to_db_time
+from bot.store.guilds import RULES_COLUMNS_SQL, MemberRules, rules_from_row, rules_params
 
 EntryKind = Literal["reserve", "settle", "refund", "reset"]
 CLOSING_KINDS = ("settle", "refund")
@@ -70,6 +72,7 @@ class MemberSnapshot(BaseModel):
     job_reserved: bool  # the `job_id` asked about has a reservation already
     guild_month_spend: float  # the guild's USD in `month` (see guild_spend)
     charges: list[JobCharge]  # jobs reserved after `after` and after the reset, oldest first
+    rules: MemberRules | None  # read along when `role_ids` was given
 
 
 class ReservationRow(BaseModel):
@@ -133,13 +136,15 @@ async def member_snapshot(
     after: datetime,
     job_id: int | None = None,
     month: str | None = None,
+    role_ids: Sequence[int] | None = None,
 ) -> MemberSnapshot:
     """Latest reset, open reservations, latest reservation and the window's jobs.
 
     A job is in the window when its reserve entry is strictly after `after` and after
     the member's latest reset entry (ledger ids are the order of events). `month`
-    ('YYYY-MM'): also read the guild's spend in that month (one round trip for all);
-    without it `guild_month_spend` is 0.
+    ('YYYY-MM'): also read the guild's spend in that month; without it
+    `guild_month_spend` is 0. `role_ids`: also read the member's rules
+    (`bot.store.guilds.member_rules`). All in one round trip.
     """
     spend = (
         "(SELECT COALESCE(SUM(cost_usd), 0) FROM quota_guild_spend"
@@ -147,6 +152,16 @@ async def member_snapshot(
         if month is not None
         else "0.0"
     )
+    rules = RULES_COLUMNS_SQL if role_ids is not None else "NULL AS rules_settings"
+    params: dict[str, Any] = {
+        "g": guild_id,
+        "u": user_id,
+        "after": to_db_time(after),
+        "job": job_id,
+        "month": month,
+    }
+    if role_ids is not None:
+        params.update(rules_params(guild_id, user_id, role_ids))
     rows = await conn.execute_fetchall(
         f"""
         WITH st AS MATERIALIZED (
@@ -164,7 +179,8 @@ async def member_snapshot(
                   AS last_reserve_at,
                 EXISTS (SELECT 1 FROM quota_ledger WHERE job_id = :job AND kind = 'reserve')
                   AS job_reserved,
-                {spend} AS guild_month_spend
+                {spend} AS guild_month_spend,
+                {rules}
             FROM st
         ), charges AS (
             SELECT r.id AS reserve_id, r.job_id, r.at, SUM(l.seconds) AS seconds,
@@ -176,8 +192,8 @@ async def member_snapshot(
         )
         SELECT state.*, charges.* FROM state LEFT JOIN charges ON 1
         ORDER BY charges.at, charges.reserve_id
-        """,  # noqa: S608 (`spend` is one of two constants)
-        {"g": guild_id, "u": user_id, "after": to_db_time(after), "job": job_id, "month": month},
+        """,  # noqa: S608 (constant fragments only)
+        params,
     )
     rows = list(rows)
     first = rows[0]
@@ -188,6 +204,7 @@ async def member_snapshot(
         last_reserve_at=from_db_time(last) if last is not None else None,
         job_reserved=bool(first["job_reserved"]),
         guild_month_spend=float(first["guild_month_spend"]),
+        rules=rules_from_row(guild_id, user_id, first) if role_ids is not None else None,
         charges=[
             JobCharge(
                 job_id=row["job_id"],

@@ -232,6 +232,7 @@ async def test_cooldown_since_last_reservation(db):
 
 @needs_0003
 async def test_guild_budget_per_calendar_month(db):
+    quota._hints.clear()  # the first reservation learns that there is a budget
     await guild_store.update_guild_settings(db, G, monthly_budget_usd=1.0)
     end_of_june = datetime(2025, 6, 30, 23, 0, tzinfo=UTC)
     a = await submit(db, seconds=1, cost=0.6, now=end_of_june, user_id=1)
@@ -401,6 +402,18 @@ async def test_window_setting_changes_what_counts(db):
     await guild_store.update_guild_settings(db, G, quota_window_seconds=3600)
     assert (await usage_at(db, T0 + timedelta(minutes=59))).left == 30
     assert (await usage_at(db, T0 + timedelta(hours=1))).left == 60
+
+
+async def test_a_stale_window_hint_never_changes_the_answer(db):
+    quota._hints.clear()
+    await submit(db, seconds=30, now=T0)  # assumed: 24 h window, no budget
+    await guild_store.update_guild_settings(db, G, quota_window_seconds=3600)
+    # The hint still says 24 h; the reservation must count a 1 h window.
+    res = await submit(db, seconds=60, now=T0 + timedelta(hours=1))
+    assert res.left_after == 0
+    assert quota._hints[G] == (3600, False)
+    with pytest.raises(quota.QuotaExceeded):
+        await submit(db, seconds=1, now=T0 + timedelta(hours=1, seconds=1))
 
 
 async def test_members_and_guilds_are_separate(db):
