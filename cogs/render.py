@@ -194,7 +194,7 @@ _ENDINGS = {
 def ended_text(*, job_id: int, outcome: str, reason: str, refunded: bool) -> str:
     """`❌ Job 3 failed: <reason>. Nothing was charged: …` (public)."""
     icon, word = _ENDINGS.get(outcome, _ENDINGS["failed"])
-    reason = shorten(reason, 500).rstrip(".")
+    reason = discord.utils.escape_mentions(shorten(reason, 500)).rstrip(".")
     text = f"{icon} Job {job_id} {word}: {reason}." if reason else f"{icon} Job {job_id} {word}."
     if refunded:
         text += " Nothing was charged: its seconds are back in the allowance."

@@ -117,6 +117,13 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
         log.warning("could not send an ephemeral message for interaction %s", interaction.id)
 
 
+def token_started(interaction: discord.Interaction) -> float:
+    """time.monotonic() of the interaction's creation (its token's clock), from its snowflake
+    time; clock skew is clamped (a token never counts as more than a minute old here)."""
+    age = (utcnow() - interaction.created_at).total_seconds()
+    return time.monotonic() - min(max(age, 0.0), 60.0)
+
+
 def smaller_upload_limit(rejected_size: int) -> int:
     """After a 413 for `rejected_size` bytes: the next standard limit below it, else half."""
     for limit in STANDARD_UPLOAD_LIMITS:
@@ -370,7 +377,7 @@ class VideoCog(commands.Cog):
         """After defer: download inputs, validate, negotiate, reserve, enqueue, show status."""
         service = self.bot.service
         who = requester(interaction)
-        started = time.monotonic()
+        started = token_started(interaction)
         input_dir = service.new_input_dir() if inputs else None
         options = {**options, "seed": self._seed_for(provider, options.get("seed"))}
         try:
@@ -427,14 +434,19 @@ class VideoCog(commands.Cog):
             except OSError:
                 log.warning("job %s: could not keep its inputs for Again", job_id, exc_info=True)
         left = await self._allowance_left(who)
+        live.line = self._queued_line(job_id, live)
         try:
             await interaction.edit_original_response(
                 content=render.summary(job.request, job_id=job_id, allowance_left=left),
                 allowed_mentions=NO_MENTIONS,
             )
         except discord.HTTPException:
-            log.warning("job %s: could not show the private summary", job_id)
-        live.line = self._queued_line(job_id, live)
+            # A follow-up now would replace the private "thinking" message (and stay
+            # private): show the status in the channel instead.
+            log.warning("job %s: could not show the private summary; using the channel", job_id)
+            live.token_ok = False
+            await self._write(job, live, live.line, final=False)
+            return
         try:
             live.public = await interaction.followup.send(
                 render.status_text(live.header, live.line),

@@ -163,3 +163,24 @@ async def test_restart_mid_job_delivers_exactly_once(video_bot, fake_discord) ->
         await asyncio.sleep(0.5)
         assert len(v.results()) == 1
         assert [k for j, k, *_ in await v.ledger() if j == 1] == ["reserve", "settle"]
+
+
+async def test_cancel_button_works_after_a_restart(video_bot, fake_discord) -> None:
+    w = fake_discord.world
+    async with video_bot(simulator_delay_seconds=30) as v:
+        inter = await v.command({"prompt": "a glacier", "duration": 4, "resolution": "512x512"})
+        status = await v.status(inter)
+        await v.wait_job(1, "submitted", "running")
+    async with video_bot(simulator_delay_seconds=30) as v:
+        press = await v.press(status, "ltx:cancel:1")  # the button of the old process
+        assert "cancelled" in await v.reply(press)
+        await v.wait_job(1, "cancelled")
+        # Off the token (new process): the old status shows the end, and a reply pings the
+        # requester only.
+        ending = await fake_discord.wait_for_message(
+            w.channel_id, lambda m: m.webhook_id is None and "was cancelled" in m.content
+        )
+        assert replies_to(ending, status) and ending.pinged_user_ids == {w.user_id}
+        await fake_discord.wait_for(lambda: "was cancelled" in status.content, 5, "status end")
+        assert status.custom_ids() == []
+        assert sum(s for j, _k, s, _u in await v.ledger() if j == 1) == 0

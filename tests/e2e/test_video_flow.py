@@ -13,7 +13,12 @@ async def test_video_text_to_video_posts_a_decodable_mp4(
 ) -> None:
     w = fake_discord.world
     async with make_bot():
-        assert {c["name"] for c in fake_discord.commands()} >= {"video", "quota", "jobs", "videoadmin"}
+        assert {c["name"] for c in fake_discord.commands()} >= {
+            "video",
+            "quota",
+            "jobs",
+            "videoadmin",
+        }
         inter = await fake_discord.send_slash_command(
             w.guild_id,
             w.channel_id,
