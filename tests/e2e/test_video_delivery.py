@@ -4,6 +4,7 @@ and a restart mid-job."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -88,7 +89,7 @@ async def test_413_is_never_retried_with_the_same_file(video_bot, fake_discord) 
         uploads = [r for r in fake_discord.requests if r.files]
         sizes = [len(r.files[0].data) for r in uploads]
         assert uploads[0].status == 413 and uploads[-1].status == 200
-        assert all(b < a for a, b in zip(sizes, sizes[1:], strict=False)), sizes
+        assert all(b < a for a, b in itertools.pairwise(sizes)), sizes
         assert v.clip_info(result).size_bytes <= 120_000 and v.clip_info(result).has_audio
 
         # When nothing fits, the member is told clearly and nothing is charged.
