@@ -15,6 +15,11 @@ reservation while it runs, the final figure once settled, 0 once refunded (the s
 for `cost_usd`). A job's entries all count at the time of its `reserve` entry: that is
 when its seconds leave the rolling window again, whenever it settled.
 
+A reserve entry's `note` keeps its unweighted figures as JSON (`reserve_note`) so that
+`settle` applies the reservation's own HD weight. migrations/0003_quota.sql enforces one
+reserve and one closing entry per job, refuses UPDATEs, and keeps `quota_guild_spend`
+(USD per guild and calendar month of reservation) from every insert by a trigger.
+
 All functions run on the `conn` of a caller's transaction.
 """
 
