@@ -185,3 +185,31 @@ async def test_cancel_button_works_after_a_restart(video_bot, fake_discord) -> N
         await fake_discord.wait_for(lambda: "was cancelled" in status.content, 5, "status end")
         assert status.custom_ids() == []
         assert sum(s for j, _k, s, _u in await v.ledger() if j == 1) == 0
+
+
+async def test_progress_shows_provider_progress_at_most_one_edit_per_interval(
+    video_bot, fake_discord
+) -> None:
+    interval = 0.8
+    async with video_bot(simulator_delay_seconds=3.0, progress_interval=interval) as v:
+        inter = await v.command({"prompt": "a slow dawn", "duration": 4, "resolution": "512x512"})
+        status = await v.status(inter)
+        await v.result()
+        await fake_discord.wait_for(lambda: "Done" in status.content, 5, "final status")
+        lines = [h["content"].rsplit("\n", 1)[-1] for h in status.history if "content" in h]
+        # Queue/submission state, then the provider's progress and ETA, then the end.
+        assert any("%" in line and "left" in line and "elapsed" in line for line in lines), lines
+        assert lines[-1].startswith("✅ Done")
+        edits = [
+            r.at
+            for r in fake_discord.requests
+            if r.method == "PATCH" and r.path.endswith(f"/messages/{status.id}")
+        ]
+        created = next(
+            r.at
+            for r in fake_discord.requests
+            if r.method == "POST" and r.path.startswith("/webhooks/") and inter.token in r.path
+        )
+        # Every edit but the final one waits for the interval since the previous write.
+        gaps = [b - a for a, b in itertools.pairwise([created, *edits[:-1]])]
+        assert len(gaps) >= 2 and all(gap >= interval * 0.95 for gap in gaps), gaps

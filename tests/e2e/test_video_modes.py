@@ -83,3 +83,15 @@ async def test_resolution_autocomplete_offers_only_sizes_the_provider_accepts(vi
         # A size the provider would change: the size it would make is offered first.
         snapped = service.resolution_choices("simulator", None, "600x400")
         assert snapped[0] == "768x512"
+
+
+async def test_audio_false_makes_a_silent_clip(video_bot) -> None:
+    async with video_bot() as v:
+        inter = await v.command(
+            {"prompt": "a silent film", "duration": 4, "resolution": "512x512", "audio": False}
+        )
+        assert "no sound" in (await v.private(inter)).content
+        result = await v.result()
+        info = v.clip_info(result)
+        assert not info.has_audio and info.frames == 4 * round(info.fps)
+        assert "no sound" in result.content
