@@ -118,10 +118,22 @@ def ended_summary(
     )
 
 
-def public_header(req: NegotiatedRequest, *, job_id: int, user_id: int) -> str:
-    """The public status message's first lines (no allowance figures: those are private)."""
-    lines = [f"🎬 <@{user_id}> · **job {job_id}** · {settings_line(req)} · ${req.cost_usd:.2f}"]
-    adjusted = adjustments_line(req.adjustments)
+def public_header(
+    req: NegotiatedRequest,
+    *,
+    job_id: int,
+    user_id: int,
+    adjustments: Sequence[Adjustment] | None = None,
+    cost_usd: float | None = None,
+) -> str:
+    """The public status message's first lines (no allowance figures: those are private).
+
+    `adjustments` / `cost_usd`: the job's current ones (a provider may report changes after
+    submission); default: the negotiated request's.
+    """
+    cost = req.cost_usd if cost_usd is None else cost_usd
+    lines = [f"🎬 <@{user_id}> · **job {job_id}** · {settings_line(req)} · ${cost:.2f}"]
+    adjusted = adjustments_line(req.adjustments if adjustments is None else adjustments)
     if adjusted:
         lines.append(adjusted)
     lines.append(quote(echo_prompt(req.prompt, HEADER_ECHO_LIMIT)))

@@ -124,6 +124,17 @@ def token_started(interaction: discord.Interaction) -> float:
     return time.monotonic() - min(max(age, 0.0), 60.0)
 
 
+def header_of(job: JobRecord) -> str:
+    """The public status header of a job as it stands (provider-reported changes included)."""
+    return render.public_header(
+        job.request,
+        job_id=job.id,
+        user_id=job.user_id,
+        adjustments=job.adjustments or job.request.adjustments,
+        cost_usd=job.cost_usd,
+    )
+
+
 def smaller_upload_limit(rejected_size: int) -> int:
     """After a 413 for `rejected_size` bytes: the next standard limit below it, else half."""
     for limit in STANDARD_UPLOAD_LIMITS:
@@ -419,6 +430,8 @@ class VideoCog(commands.Cog):
         self.live[job_id] = live
         try:
             await self._show_started(interaction, live, job_id, who)
+        except Exception:
+            log.exception("job %s: showing its start failed; it runs on", job_id)
         finally:
             live.ready.set()
 
@@ -635,7 +648,7 @@ class VideoCog(commands.Cog):
             live = Live(
                 interaction=None,
                 started=time.monotonic() - (utcnow() - job.created_at).total_seconds(),
-                header=render.public_header(job.request, job_id=job.id, user_id=job.user_id),
+                header=header_of(job),
                 token_ok=False,
             )
             live.ready.set()
@@ -773,6 +786,7 @@ class VideoCog(commands.Cog):
 
     async def job_started(self, job: JobRecord) -> None:
         live = await self._live(job)
+        live.header = header_of(job)  # with what the provider reported on submission
         line = render.progress_line(state="sent to the video service", elapsed_s=live.elapsed())
         await self._update(job, live, line)
 

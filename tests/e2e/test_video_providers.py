@@ -30,6 +30,9 @@ async def test_bytecompute_lowers_fps_for_a_long_1080p_clip(video_bot) -> None:
             "bytecompute_base_url": server.base_url,
             "simulator_enabled": True,
         }
+        # The server also reports a change of its own after accepting the job.
+        server.extra_adjustments = [{"field": "duration", "from": 10, "to": 8, "reason": "busy"}]
+        server.response_variant.adjustments = "list"
         async with video_bot(**settings) as v:
             assert set(v.bot.providers) == {"bytecompute", "simulator"}
             options = {"duration": 10, "resolution": "1920x1080", "fps": 50}
@@ -47,6 +50,11 @@ async def test_bytecompute_lowers_fps_for_a_long_1080p_clip(video_bot) -> None:
             assert job.provider == "bytecompute" and job.provider_job_id
             assert v.bot.providers["bytecompute"].limits.supports_seed is False
             assert "seed" not in result.content  # ByteCompute takes no seed: none is invented
+            # The provider's own change reached the member: status header and result.
+            assert job.seconds == 8
+            status = await v.status(inter)
+            assert "duration 10 s → 8 s (busy)" in status.content
+            assert "· 8 s ·" in result.content and f"${job.cost_usd:.2f}" in result.content
 
 
 async def test_leonardo_snaps_the_duration_and_takes_an_image(video_bot) -> None:
