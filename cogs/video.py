@@ -690,31 +690,37 @@ class VideoCog(commands.Cog):
         """Edit the status (via the token while valid, else our channel message).
 
         Returns True when the public status message was updated through the token. Errors
-        are logged, never raised: status updates are best effort.
+        are logged, never raised: status updates are best effort. The edit interval counts
+        from the end of this write, so no two edits reach Discord closer than it.
         """
-        content = render.status_text(live.header, line)
-        view = None if final else cancel_view(job.id)
         async with live.lock:
             if live.closed and not final:
                 return False
-            live.last_edit = time.monotonic()
-            if live.token_valid() and live.public is not None:
-                try:
-                    await live.public.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
-                    return True
-                except discord.HTTPException as exc:
-                    if exc.status not in (401, 403, 404):
-                        log.warning("job %s: status edit failed: %s", job.id, exc)
-                        return False
-                    live.token_ok = False
             try:
-                if final:
-                    await self._finish_channel_status(job, live, content)
-                else:
-                    await self._channel_status(job, live, content, view)
+                return await self._write_now(job, live, line, final=final)
+            finally:
+                live.last_edit = time.monotonic()
+
+    async def _write_now(self, job: JobRecord, live: Live, line: str, *, final: bool) -> bool:
+        content = render.status_text(live.header, line)
+        view = None if final else cancel_view(job.id)
+        if live.token_valid() and live.public is not None:
+            try:
+                await live.public.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
+                return True
             except discord.HTTPException as exc:
-                log.warning("job %s: channel status update failed: %s", job.id, exc)
-            return False
+                if exc.status not in (401, 403, 404):
+                    log.warning("job %s: status edit failed: %s", job.id, exc)
+                    return False
+                live.token_ok = False
+        try:
+            if final:
+                await self._finish_channel_status(job, live, content)
+            else:
+                await self._channel_status(job, live, content, view)
+        except discord.HTTPException as exc:
+            log.warning("job %s: channel status update failed: %s", job.id, exc)
+        return False
 
     async def _channel_status(
         self, job: JobRecord, live: Live, content: str, view: discord.ui.View | None
