@@ -49,6 +49,7 @@ SIMULATOR_LIMITS = ProviderLimits(
     min_edge=512,
     max_width=1920,
     max_height=1080,
+    size_multiple=2,  # H.264 yuv420p needs even edges
     supports_image=True,
     supports_frames=True,
     supports_seed=True,

@@ -252,3 +252,16 @@ async def test_submit_refuses_missing_input_image(tmp_path):
     with pytest.raises(InvalidRequestError, match="attach it again"):
         await sim.submit(negotiated)
     assert list((tmp_path / "work").iterdir()) == []
+
+
+async def test_odd_sizes_are_negotiated_to_renderable_even_sizes(tmp_path):
+    sim = SimulatorProvider(tmp_path / "work", delay_seconds=0)
+    request = VideoRequest(prompt="odd", provider="simulator", resolution="641x513", duration=4)
+    negotiated = sim.negotiate(request)
+    assert negotiated.width % 2 == 0 and negotiated.height % 2 == 0
+    assert any(a.field == "resolution" for a in negotiated.adjustments)
+    job = await sim.submit(negotiated)
+    dest = tmp_path / "odd.mp4"
+    await sim.download(job, dest)
+    info = probe(dest)
+    assert (info.width, info.height) == (negotiated.width, negotiated.height)
