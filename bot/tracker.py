@@ -11,9 +11,9 @@ Design (issue #4):
   per provider by `max_parallel_requests`; there is no long-lived task per job.
 * **Request budget per provider**: every submit/status/download/cancel call takes a token
   from the provider's bucket (`requests_per_second`, plus `submits_per_second` for submits).
-  When more calls are due than the budget allows, downloads go first, then polls in order
-  of how likely the job is finished (elapsed / expected time), with a fresh submission
-  ranked like a poll of a job at exactly its expected time.
+  When more calls are due than the budget allows, downloads go first, then due polls in
+  order of how likely the job is finished (elapsed / expected time, or its ETA), then new
+  submissions, which keep at least `min_submit_share` of the calls.
 * **Adaptive polling**: the expected provider time of a job is learned per (provider, model,
   duration, width, height, fps) from recent jobs (median and spread of the last
   `history_size`), falling back to a fit over the provider's other sizes, then to a provider
@@ -89,9 +89,6 @@ MSG_INTERNAL = "something went wrong on the bot's side; an admin has been notifi
 MSG_GONE = "the video service no longer knows this job (it expired there)"
 MSG_PROVIDER_FAILED = "the video service could not make this video"
 
-# A due poll of a job at exactly its expected finish ranks like a pending submission.
-_SUBMIT_SCORE = 1.0
-
 
 class DeliveryReceipt(BaseModel):
     """Where the clip was posted (message id None: nothing to remember, e.g. the CLI)."""
@@ -130,11 +127,19 @@ class TrackerSettings(BaseModel):
     # Request budget: default `limits.requests_per_minute / 60` (and `submits_per_minute`).
     requests_per_second: dict[str, float] = Field(default_factory=dict)
     submits_per_second: dict[str, float] = Field(default_factory=dict)
-    burst_seconds: float = Field(default=1.0, gt=0)  # bucket size = rate * this (>= 1 call)
+    # Bucket size = rate * this (at least 1 call): small, so no 1-s window sees much more
+    # than the rate.
+    burst_seconds: float = Field(default=0.05, gt=0)
     # Jobs in flight at a provider (submitted, not finished); default `limits.max_concurrency`.
     max_concurrency: dict[str, int] = Field(default_factory=dict)
     max_parallel_requests: int = Field(default=16, ge=1)  # HTTP calls in flight per provider
     max_parallel_deliveries: int = Field(default=4, ge=1)
+    # When the budget is short, due polls go first, but waiting submissions still get at
+    # least this share of the calls.
+    min_submit_share: float = Field(default=0.2, gt=0, le=1)
+    # Submissions are paced at budget / (provider calls per job, learned; this to start),
+    # so a burst of jobs does not take more of the budget than their polls will leave.
+    expected_calls_per_job: float = Field(default=4.0, ge=1)
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
     progress_interval_seconds: float = Field(default=5.0, ge=0)  # min gap per job
     sweep_interval_seconds: float = Field(default=5.0, gt=0)  # expiry + queue positions
@@ -147,7 +152,7 @@ class TrackerSettings(BaseModel):
     prior_base_seconds: float = Field(default=30.0, ge=0)
     prior_seconds_per_video_second: float = Field(default=6.0, ge=0)
     prior_spread_fraction: float = Field(default=0.15, gt=0)
-    cold_low_fraction: float = Field(default=0.4, gt=0)  # early quantile without history
+    cold_low_fraction: float = Field(default=0.25, gt=0)  # early quantile without history
     # Where first polls land, tracked per class from their outcomes (done yet or not):
     # probes (providers with progress/ETA) aim at this early quantile of the provider time,
     # plain first polls (no progress) at `first_poll_quantile`. `quantile_step` is the
@@ -159,6 +164,7 @@ class TrackerSettings(BaseModel):
     # margin = eta_margin_seconds + eta_margin_fraction * eta.
     eta_margin_seconds: float = Field(default=0.2, ge=0)
     eta_margin_fraction: float = Field(default=0.005, ge=0)
+    max_eta_wait_seconds: float = Field(default=180.0, gt=0)  # longest wait an ETA may ask
     history_size: int = Field(default=50, ge=1)
     # Errors.
     error_backoff_base_seconds: float = Field(default=1.0, gt=0)
@@ -226,25 +232,40 @@ class DurationModel:
         self._first: dict[tuple[Key, str], float] = {}
 
     def first_poll(self, key: Key, kind: str, default: float) -> float:
-        """Seconds after submission for a first poll of `kind` ("probe" or "plain")."""
-        return self._first.get((key, kind), default)
+        """Seconds after submission for a first poll of `kind` ("probe" or "plain").
 
-    def observe_first(self, key: Key, kind: str, at: float, *, done: bool) -> float:
-        """Move the class's first-poll time after one planned at `at`: earlier when the job
-        was already done, later when not, so it settles on the target quantile (a
-        stochastic quantile estimate: it needs only "done yet?", all a first poll tells).
-        Repeated answers about the same `at` count once (polls planned together arrive
-        together); without any measured sample yet, a "done" halves it (fast search).
-        Returns the new value."""
+        A class without its own value starts from its siblings (same provider and model,
+        other sizes), else from `default` (the prior)."""
+        value = self._first.get((key, kind))
+        if value is not None:
+            return value
+        siblings = sorted(
+            v for (k, kd), v in self._first.items() if kd == kind and k[:2] == key[:2]
+        )
+        return _quantile(siblings, 0.5) if len(siblings) >= 2 else default
+
+    def observe_first(self, key: Key, kind: str, at: float, outcome: str) -> float:
+        """Move the class's first-poll time `x` after a first poll at `at` seconds.
+
+        `outcome`: "done" (too late: move earlier), "waiting" (not done and nothing learnt,
+        e.g. still queued: move later noticeably), "informed" (running with progress/ETA,
+        the aim of a probe: move later a little). For probes this settles `x` where about
+        `probe_quantile` of jobs are already done; for plain first polls, where
+        `first_poll_quantile` are (a stochastic quantile estimate, which needs only what a
+        first poll tells). An answer counts only if it says something about `x` ("done" at
+        or before `x`, "not done" at or after it), so a burst of answers to polls planned
+        with an older `x` moves it once. Without a measured sample yet, "done" halves `x`
+        (a fast search from a poor prior). Returns the new value."""
         s = self.settings
         tau = s.probe_quantile if kind == "probe" else s.first_poll_quantile
-        current = self._first.get((key, kind), at)
-        if done:
-            factor = 0.5 if not self.has_samples(key) else math.exp(-s.quantile_step * (1 - tau))
-            value = min(current, at * factor)
-        else:
-            value = max(current, at * math.exp(s.quantile_step * tau))
-        value = min(max(value, s.min_poll_interval_seconds), 7 * 86_400.0)
+        current = self.first_poll(key, kind, at)
+        if outcome == "done" and at <= current * 1.02:
+            hit = 0.5 if not self.has_samples(key) else math.exp(-s.quantile_step * (1 - tau))
+            current *= hit
+        elif outcome != "done" and at >= current * 0.98:
+            grow = 0.5 if outcome == "waiting" and kind == "probe" else tau
+            current *= math.exp(s.quantile_step * grow)
+        value = min(max(current, s.min_poll_interval_seconds), 7 * 86_400.0)
         self._first[(key, kind)] = value
         return value
 
@@ -297,7 +318,7 @@ class DurationModel:
     @staticmethod
     def _solve(points: Iterable[tuple[float, float]]) -> tuple[float, float] | None:
         pts = list(points)
-        if len(pts) < 3 or len({round(x, 9) for x, _ in pts}) < 2:
+        if len(pts) < 10 or len({round(x, 9) for x, _ in pts}) < 3:
             return None
         n = len(pts)
         mean_x = sum(x for x, _ in pts) / n
@@ -504,6 +525,8 @@ class _Entry:
     eta_misses: int = 0  # polls at the ETA that found the job still running
     seen_progress: tuple[float, float] | None = None  # (progress, loop time) of the last one
     first_poll: tuple[str, float] | None = None  # (kind, planned seconds after submission)
+    calls: int = 0  # provider calls made for it by this process
+    submitted_here: bool = False
     polls: int = 0
     errors: int = 0
     internal_errors: int = 0
@@ -525,6 +548,7 @@ class _ProviderState:
     provider: Provider
     bucket: TokenBucket
     submit_bucket: TokenBucket | None
+    pace: TokenBucket  # submissions at budget / calls-per-job: take on only what we can watch
     slots: int
     queue: FairQueue = field(default_factory=FairQueue)
     ready_polls: dict[int, _Entry] = field(default_factory=dict)
@@ -536,7 +560,9 @@ class _ProviderState:
     limited_streak: int = 0
     probing: bool = False  # after an outage pause: one call at a time until one succeeds
     # Whether the provider answers with progress/ETA ("unknown" until a running answer).
+    calls_per_job: float = 4.0  # running average of provider calls per finished job
     progress_mode: str = "unknown"
+    submit_credit: float = 0.0  # earned while polls take the budget from waiting submissions
     quiet_answers: int = 0  # "queued" answers without progress while unknown
 
     def has_work(self) -> bool:
@@ -545,7 +571,15 @@ class _ProviderState:
     def can_submit(self, now: float) -> bool:
         if not self.queue or len(self.occupying) >= self.slots:
             return False
+        if self.pace.available(now) < 1:
+            return False
         return self.submit_bucket is None or self.submit_bucket.available(now) >= 1
+
+    def submit_wait(self, now: float) -> float:
+        wait = self.pace.wait(now)
+        if self.submit_bucket is not None:
+            wait = max(wait, self.submit_bucket.wait(now))
+        return wait
 
 
 class _Stop(Exception):
@@ -704,6 +738,13 @@ class JobTracker:
             submit_bucket=TokenBucket(submits, submits * s.burst_seconds, now)
             if submits > 0
             else None,
+            # a long-run limit: it may bank a couple of seconds' worth
+            pace=TokenBucket(
+                rate / s.expected_calls_per_job,
+                max(2.0, 2 * rate / s.expected_calls_per_job),
+                now,
+            ),
+            calls_per_job=s.expected_calls_per_job,
             slots=s.max_concurrency.get(name, limits.max_concurrency),
         )
 
@@ -794,7 +835,7 @@ class JobTracker:
             else:
                 gap = s.min_poll_interval_seconds * 2.0 ** (entry.eta_misses - 2)
             gap = min(gap, s.max_poll_interval_seconds)
-            return min(max(due, last + gap), last + s.max_poll_interval_seconds)
+            return min(max(due, last + gap), last + s.max_eta_wait_seconds)
         state = self._states.get(entry.job.provider)
         probe = state is not None and state.progress_mode != "no"
         if last is None or entry.last_poll_elapsed is None:
@@ -908,6 +949,7 @@ class JobTracker:
         if state.paused_until > now:
             return state.paused_until
         limit = 1 if state.probing else self.settings.max_parallel_requests
+        state.pace.factor = state.bucket.factor
         wake = math.inf
         order: list[_Entry] = []
         index = 0
@@ -925,8 +967,8 @@ class JobTracker:
         while state.inflight < limit:
             submit_ok = state.can_submit(now)
             if not (state.ready_downloads or state.ready_polls or submit_ok):
-                if state.queue and len(state.occupying) < state.slots and state.submit_bucket:
-                    wake = min(wake, now + state.submit_bucket.wait(now))
+                if state.queue and len(state.occupying) < state.slots:
+                    wake = min(wake, now + state.submit_wait(now))
                 break
             if not state.bucket.take(now):
                 wake = min(wake, now + state.bucket.wait(now))
@@ -940,11 +982,16 @@ class JobTracker:
             best = order[index] if index < len(order) else None
             if best is None and state.ready_polls:
                 best = max(state.ready_polls.values(), key=lambda e: self._score(e, now))
-            if best is not None and (not submit_ok or self._score(best, now) >= _SUBMIT_SCORE):
+            # Due polls go before new submissions (a job already running must not wait for
+            # one that is not), but submissions keep a minimum share of the budget.
+            if best is not None and not (submit_ok and state.submit_credit >= 1):
                 del state.ready_polls[best.id]
                 index += 1
+                if submit_ok:
+                    state.submit_credit += self.settings.min_submit_share
                 self._spawn(best, _POLL, state)
                 continue
+            state.submit_credit = max(0.0, state.submit_credit - 1)
             job_id = state.queue.pop()
             entry_or_none = self._entries.get(job_id)
             if entry_or_none is None:
@@ -952,6 +999,7 @@ class JobTracker:
                 continue
             if state.submit_bucket is not None:
                 state.submit_bucket.take(now)
+            state.pace.take(now)
             state.occupying.add(job_id)
             self._spawn(entry_or_none, _SUBMIT, state)
         return wake
@@ -961,6 +1009,7 @@ class JobTracker:
         entry.where = ""
         if state is not None:
             state.inflight += 1
+            entry.calls += 1
             self.stats[kind] = self.stats.get(kind, 0) + 1
         task = create_task(self._work(entry, kind, state), name=f"job-{entry.id}-{kind}")
         self._tasks.add(task)
@@ -994,11 +1043,14 @@ class JobTracker:
                     continue
                 for job_id, position in state.queue.positions().items():
                     queued = self._entries.get(job_id)
-                    if queued is None or queued.reported_position == position:
+                    if queued is None:
                         continue
-                    if queued.reported_position is not None:
-                        changes.append((queued.job, position))
-                    queued.reported_position = position
+                    old = queued.reported_position
+                    if old is None:
+                        queued.reported_position = position
+                    elif old != position and (position <= 10 or abs(old - position) >= old / 10):
+                        changes.append((queued.job, position))  # a real move, not churn
+                        queued.reported_position = position
             if changes:
                 self._notifier = self._spawn_aux(self._notify_positions(changes), "queue-positions")
 
@@ -1147,6 +1199,7 @@ class JobTracker:
         async with self.db.transaction() as conn:
             await store.update_job(conn, job.id, now=now, attempts=job.attempts + 1)
         entry.job = job = job.model_copy(update={"attempts": job.attempts + 1})
+        call_started = asyncio.get_running_loop().time()
         try:
             pjob = await state.provider.submit(job.request)
         except (InvalidRequestError, AuthenticationError, JobFailedError) as exc:
@@ -1181,6 +1234,7 @@ class JobTracker:
         except BaseException:
             state.occupying.discard(job.id)
             raise
+        call_ended = asyncio.get_running_loop().time()
         release()
         self._provider_ok(state)
         entry.errors = 0
@@ -1208,8 +1262,10 @@ class JobTracker:
             raise _Stop from None
         assert fresh is not None
         entry.job = fresh
-        entry.submitted_mono = asyncio.get_running_loop().time()
+        # The provider's clock started while the call was under way: take the middle.
+        entry.submitted_mono = (call_started + call_ended) / 2
         entry.retry_front = False
+        entry.submitted_here = True
         self._polling.setdefault(entry.key, set()).add(entry.id)
         if job.input_dir is not None:
             await asyncio.to_thread(self._remove_dir, job.input_dir)
@@ -1267,9 +1323,16 @@ class JobTracker:
         if entry.polls == 1 and entry.first_poll is not None:
             kind, planned = entry.first_poll
             if elapsed <= 1.5 * planned + 1:  # not a late (restart, backlog) first poll
-                done = status.state is not JobState.QUEUED and status.state is not JobState.RUNNING
+                if status.state not in (JobState.QUEUED, JobState.RUNNING):
+                    outcome = "done"
+                elif status.eta_seconds is not None or (
+                    status.progress is not None and 0 < status.progress < 1
+                ):
+                    outcome = "informed"
+                else:
+                    outcome = "waiting"
                 before = self.model.first_poll(entry.key, kind, planned)
-                after = self.model.observe_first(entry.key, kind, planned, done=done)
+                after = self.model.observe_first(entry.key, kind, planned, outcome)
                 if abs(after - before) > 0.02 * before:
                     self._replan({entry.key})
         if status.state is JobState.COMPLETED:
@@ -1317,6 +1380,8 @@ class JobTracker:
                 state.progress_mode = "no"
         if status.eta_seconds is not None and status.eta_seconds >= 0:
             entry.eta_at = mono + status.eta_seconds
+        elif progress is not None and progress >= 1:  # finishing: look again very soon
+            entry.eta_at = mono
         elif progress is not None and 0.01 <= progress < 1:
             previous = entry.seen_progress
             if previous is not None and progress > previous[0] and mono > previous[1]:
@@ -1565,6 +1630,10 @@ class JobTracker:
             await quota.settle(conn, job.id, seconds=job.seconds, cost_usd=job.cost_usd, now=now)
         if entry is not None:
             self._drop(entry)
+            state = self._states.get(job.provider)
+            if state is not None and entry.submitted_here:  # learn what a job costs
+                state.calls_per_job += 0.05 * (entry.calls - state.calls_per_job)
+                state.pace.base_rate = state.bucket.base_rate / max(1.5, state.calls_per_job)
         await asyncio.to_thread(self._remove_files, job)
 
     async def _end_for_error(self, entry: _Entry, exc: ProviderError, *, stage: str) -> None:
