@@ -194,15 +194,6 @@ class VideoService:
         origin = "cli" if who.guild_id is None else "discord"
         try:
             async with self.db.transaction() as conn:
-                if who.guild_id is not None:
-                    active = await job_store.count_active_for_user(conn, who.guild_id, who.user_id)
-                    if active >= self.max_active_per_member:
-                        raise quota.QuotaExceeded(
-                            f"You already have {active} video(s) in progress; wait for one to "
-                            "finish (or cancel it) before starting another.",
-                            refill_at=None,
-                            reason="concurrency",
-                        )
                 job_id = await job_store.insert_job(
                     conn,
                     guild_id=who.guild_id,
@@ -226,6 +217,7 @@ class VideoService:
                         role_ids=list(who.role_ids),
                         now=now,
                         default_seconds=self.default_quota_seconds,
+                        default_max_concurrent=self.max_active_per_member,
                     )
         except quota.QuotaExceeded as exc:
             await self._refusal(who, exc.reason, exc.message, request.prompt)

@@ -15,7 +15,7 @@ import pytest
 from discord import app_commands
 
 from bot import quota
-from bot.db import MIGRATIONS_DIR, to_db_time, utcnow
+from bot.db import to_db_time, utcnow
 from bot.store import guilds as guild_store
 from cogs import account, allowance
 from cogs.account import AccountCog
@@ -23,12 +23,7 @@ from cogs.account import AccountCog
 G = 900
 ADMIN, MEMBER, OTHER = 1, 2, 3
 
-# migrations/0003_quota.sql (monthly spend table, ledger constraints) can only be added once
 # 0002 exists: migration numbers must not have gaps.
-needs_0003 = pytest.mark.skipif(
-    not (MIGRATIONS_DIR / "0003_quota.sql").exists(),
-    reason="migrations/0003_quota.sql is not in place yet",
-)
 
 
 @dataclass
@@ -314,7 +309,6 @@ async def test_reset_gives_the_allowance_back(bot, db):
     assert (await audit_rows(db))[-1]["target_id"] == OTHER
 
 
-@needs_0003
 async def test_show_lists_everything(bot, db):
     admin = person(ADMIN, manage_guild=True)
     await guild_store.set_role_allowance(db, G, 5, 90, now=utcnow())

@@ -9,7 +9,7 @@ import aiosqlite
 import pytest
 
 from bot import quota
-from bot.db import MIGRATIONS_DIR, Database, to_db_time
+from bot.db import Database, to_db_time
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
 
@@ -18,12 +18,7 @@ T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SD = (1280, 720)
 HD = (1920, 1080)
 
-# migrations/0003_quota.sql (monthly spend table, ledger constraints) can only be added once
 # 0002 exists: migration numbers must not have gaps.
-needs_0003 = pytest.mark.skipif(
-    not (MIGRATIONS_DIR / "0003_quota.sql").exists(),
-    reason="migrations/0003_quota.sql is not in place yet",
-)
 
 
 async def insert_job(conn: aiosqlite.Connection, guild_id: int, user_id: int, now: datetime) -> int:
@@ -230,7 +225,6 @@ async def test_cooldown_since_last_reservation(db):
     await submit(db, seconds=1, now=T0 + timedelta(seconds=30))
 
 
-@needs_0003
 async def test_guild_budget_per_calendar_month(db):
     quota._hints.clear()  # the first reservation learns that there is a budget
     await guild_store.update_guild_settings(db, G, monthly_budget_usd=1.0)

@@ -1,4 +1,4 @@
-"""migrations/0003_quota.sql: ledger constraints and the monthly guild spend it maintains."""
+"""migrations/0002_quota.sql: ledger constraints and the monthly guild spend it maintains."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ from bot.store import quotas as ledger
 
 G = 5
 
-# migrations/0003_quota.sql (monthly spend table, ledger constraints) can only be added once
-# 0002 exists: migration numbers must not have gaps.
-pytestmark = pytest.mark.skipif(
-    not (MIGRATIONS_DIR / "0003_quota.sql").exists(),
-    reason="migrations/0003_quota.sql is not in place yet",
-)
 
 
 async def add_entry(conn, *, job_id, kind, seconds, cost, at, user_id=1, guild_id=G):
@@ -92,7 +86,7 @@ async def test_migration_backfills_spend_from_an_existing_ledger(tmp_path):
     early = tmp_path / "early"
     early.mkdir()
     for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        if path.name < "0003":
+        if path.name < "0002":
             shutil.copy(path, early / path.name)
     db = await Database.open(tmp_path / "bot.db")
     try:
@@ -104,7 +98,7 @@ async def test_migration_backfills_spend_from_an_existing_ledger(tmp_path):
             await add_entry(conn, job_id=a, kind="settle", seconds=0, cost=-0.2, at=JULY)
             await add_entry(conn, job_id=b, kind="reserve", seconds=5, cost=0.7, at=JULY)
         applied = await db.migrate()
-        assert "0003_quota" in applied
+        assert "0002_quota" in applied
         async with db.transaction() as conn:
             assert await ledger.guild_spend(conn, G, month="2025-06") == pytest.approx(0.3)
             assert await ledger.guild_spend(conn, G, month="2025-07") == pytest.approx(0.7)

@@ -37,7 +37,7 @@ op = st.one_of(
     st.tuples(st.just("tick"), st.integers(1, 1800)),  # seconds of clock
 )
 
-HAS_SPEND_TABLE = (MIGRATIONS_DIR / "0003_quota.sql").exists()  # see test_quota_migration
+HAS_SPEND_TABLE = (MIGRATIONS_DIR / "0002_quota.sql").exists()  # see test_quota_migration
 
 
 @dataclass
