@@ -460,7 +460,7 @@ async def resolve_term(db: Database, guild_id: int, text: str) -> BlockedTerm:
         ids = ", ".join(f"#{t.id}" for t in exact)
         raise ModerationError(f"`{wanted}` is both a term and a regex ({ids}); give the number.")
     number = wanted.removeprefix("#")
-    if number.isdigit():
+    if number.isdecimal() and len(number) <= 19:
         for term in terms:
             if term.id == int(number):
                 return term

@@ -215,7 +215,8 @@ def _choose_duration(
 
 def parse_aspect(text: str) -> float | None:
     parts = text.replace(" ", "").split(":")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    # isdecimal() and a length cap: int() reads every part that passes (see parse_resolution).
+    if len(parts) != 2 or not all(p.isdecimal() and len(p) <= 10 and int(p) > 0 for p in parts):
         return None
     return int(parts[0]) / int(parts[1])
 

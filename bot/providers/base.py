@@ -119,7 +119,9 @@ class VideoRequest(BaseModel):
 
 def parse_resolution(text: str) -> tuple[int, int] | None:
     parts = text.lower().replace("×", "x").replace(" ", "").split("x")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+    # isdecimal(), not isdigit(): int() cannot read "²"; the length cap keeps int() away
+    # from its 4,300-digit limit.
+    if len(parts) != 2 or not all(p.isdecimal() and len(p) <= 10 for p in parts):
         return None
     width, height = int(parts[0]), int(parts[1])
     if not (16 <= width <= 8192 and 16 <= height <= 8192):

@@ -516,10 +516,12 @@ async def _fetch_once(
                 if not found:
                     raise DownloadError(f"{label}: the download answer holds no video URL")
                 return found, 0
-            announced = response.headers.get("content-length")
-            if announced and announced.isdigit() and int(announced) > max_bytes:
+            announced = response.headers.get("content-length", "")
+            # isdecimal(): int() reads it; over 18 digits is over any limit (and int() has a
+            # 4,300-digit cap).
+            if announced.isdecimal() and (len(announced) > 18 or int(announced) > max_bytes):
                 raise DownloadError(
-                    f"{label}: the clip is {int(announced)} bytes, more than the "
+                    f"{label}: the clip is {int(announced[:19])} bytes, more than the "
                     f"{max_bytes}-byte limit"
                 )
             await _write_body(response, part, max_bytes=max_bytes, label=label)
