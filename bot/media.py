@@ -139,7 +139,9 @@ def check_image_bytes(
         f"{label} has too many pixels; attach an image of at most {max_pixels:,} pixels "
         "(for example 1920×1080)"
     )
-    formats = ["JPEG", "MPO"] if kind == "JPEG" else [kind]
+    # Pillow's JPEG opener also reads MPO (multi-picture) files. There is no separate "MPO"
+    # opener to ask for in Pillow 13: naming one raised KeyError for any unreadable JPEG.
+    formats = [kind]
     try:
         with _quiet_bombs():
             with Image.open(io.BytesIO(data), formats=formats) as im:
