@@ -94,10 +94,13 @@ def _sniff(data: bytes) -> str | None:
 
 
 @contextmanager
-def _quiet_bombs() -> Iterator[None]:
-    """Pillow warns about big images; our own pixel limit decides instead."""
+def _quiet_pillow() -> Iterator[None]:
+    """Pillow warns about big images (our own pixel limit decides instead) and about damaged
+    metadata it skips ("Corrupt EXIF data", "malformed MPO"): the picture itself is checked
+    by decoding it, so these warnings say nothing the member must act on."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         yield
 
 
@@ -143,7 +146,7 @@ def check_image_bytes(
     # opener to ask for in Pillow 13: naming one raised KeyError for any unreadable JPEG.
     formats = [kind]
     try:
-        with _quiet_bombs():
+        with _quiet_pillow():
             with Image.open(io.BytesIO(data), formats=formats) as im:
                 width, height = im.size  # from the header; nothing decoded yet
                 if width * height > max_pixels:
@@ -249,7 +252,7 @@ def _gradient_band(width: int, height: int, digest: bytes) -> Image.Image:
 
 def _cover(path: Path, width: int, height: int) -> Image.Image:
     """The image scaled and centre-cropped to exactly width×height."""
-    with _quiet_bombs(), Image.open(path) as src:
+    with _quiet_pillow(), Image.open(path) as src:
         img = ImageOps.exif_transpose(src).convert("RGB")
     return ImageOps.fit(img, (width, height), Image.Resampling.LANCZOS)
 
