@@ -506,7 +506,7 @@ class FairQueue:
 
 # ----- per-job and per-provider state --------------------------------------------------------
 
-_SUBMIT, _POLL, _DOWNLOAD, _DELIVER = "submit", "poll", "download", "deliver"
+_SUBMIT, _POLL, _DOWNLOAD, _DELIVER, _EXPIRE = "submit", "poll", "download", "deliver", "expire"
 
 
 @dataclass(eq=False)
@@ -862,13 +862,19 @@ class JobTracker:
         self._schedule_at(entry, asyncio.get_running_loop().time() + max(0.0, delay))
 
     def _drop(self, entry: _Entry) -> None:
-        """Forget a job (finished, cancelled, or handed back on stop)."""
+        """Forget a job (finished or cancelled)."""
         self._entries.pop(entry.id, None)
         self._polling.get(entry.key, set()).discard(entry.id)
         state = self._states.get(entry.job.provider)
-        entry.seq += 1  # invalidates its heap item
         if state is not None:
             state.occupying.discard(entry.id)
+        self._detach(entry)
+
+    def _detach(self, entry: _Entry) -> None:
+        """Take a job off the heap, the queue and the ready lists (it stays known)."""
+        state = self._states.get(entry.job.provider)
+        entry.seq += 1  # invalidates its heap item
+        if state is not None:
             if entry.where == "queue":
                 state.queue.remove(entry.job.member, entry.id)
             state.ready_polls.pop(entry.id, None)
@@ -1033,9 +1039,8 @@ class JobTracker:
             if entry.busy or entry.job.status is Status.DELIVERING:
                 continue
             if now >= self._deadline(entry.job):
-                self._drop(entry)
-                entry.busy = True
-                self._spawn_aux(self._expire(entry), f"job-{entry.id}-expire")
+                self._detach(entry)
+                self._spawn(entry, _EXPIRE, None)
         if self._notifier is None or self._notifier.done():
             changes: list[tuple[JobRecord, int]] = []
             for state in self._states.values():
@@ -1088,6 +1093,8 @@ class JobTracker:
             elif kind == _DOWNLOAD:
                 assert state is not None
                 await self._download(entry, state, release)
+            elif kind == _EXPIRE:
+                await self._expire(entry)
             else:
                 await self._deliver(entry)
             entry.internal_errors = 0
@@ -1518,6 +1525,7 @@ class JobTracker:
             self._provider_error(state, entry, TransientError(f"download: {exc!r}"))
             return
         except OSError as exc:
+            self._check_alive(entry)  # (a cancel removes the partial file under our feet)
             log.error("job %s: could not store the clip (%s: %s)", job.id, type(exc).__name__, exc)
             await self._end(
                 entry, job, Status.FAILED, reason=f"storing the clip failed: {exc}", member=MSG_DISK
@@ -1675,8 +1683,6 @@ class JobTracker:
     ) -> None:
         """Failed / cancelled / expired: status change and refund in one transaction."""
         now = self.clock()
-        if entry is not None:
-            self._drop(entry)
         try:
             async with self.db.transaction() as conn:
                 await store.transition(
@@ -1686,7 +1692,12 @@ class JobTracker:
                 fresh = await store.get_job(conn, job.id)
         except InvalidTransitionError as exc:
             log.info("job %s: not ended as %s (%s)", job.id, status, exc)
+            if entry is not None:
+                self._drop(entry)
             return
+        # (any other error propagates with the job still tracked, so it is retried)
+        if entry is not None:
+            self._drop(entry)
         assert fresh is not None
         log.info("job %s %s: %s", job.id, status, reason)
         await asyncio.to_thread(self._remove_files, fresh)
