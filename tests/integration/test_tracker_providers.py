@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -344,3 +345,32 @@ async def test_simulator_job_produces_a_decodable_clip(db, data_dir, tmp_path) -
     assert decode(sink.clips[job_id], tmp_path) >= 4 * request.fps * 0.9
     assert sink.outcome[cancel_me] == "cancelled"
     assert await ledger_kinds(db, job_id) == ["reserve", "settle"]
+
+
+@pytest.mark.slow  # ~15 s; the same property runs by default in-process (test_tracker_jobs)
+async def test_thousand_jobs_over_http_no_loss(fake, client, db, data_dir) -> None:
+    rng = random.Random(7)
+    fake.job_seconds = lambda: rng.uniform(0.05, 0.4)
+    fake.record = False
+    provider = bytecompute(fake, client)
+    sink = RecordingSink()
+    settings = bc_settings(
+        requests_per_second={BC: 2000}, max_concurrency={BC: 400}, max_parallel_requests=32
+    )
+    tracker = make_tracker(db, data_dir, {BC: provider}, sink, settings)
+    await tracker.start()
+    try:
+        ids = []
+        for i in range(1000):
+            request = request_for(provider, f"job {i}", duration=4 + i % 7)
+            job_id = await admit(db, request, user_id=i % 50, reserve=False)
+            ids.append(job_id)
+            await tracker.enqueue(job_id)
+        await sink.wait_all(ids, within=60)
+    finally:
+        await tracker.stop()
+    assert sink.completed == {job_id: 1 for job_id in ids}
+    assert len(fake.jobs) == 1000  # no duplicate submissions
+    rows = await db.fetchall("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+    assert {r["status"]: r["n"] for r in rows} == {"delivered": 1000}
+    assert tracker.stats["poll"] <= 4 * 1000
