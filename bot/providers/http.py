@@ -21,6 +21,7 @@ import email.utils
 import ipaddress
 import json
 import logging
+import math
 import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_DOWNLOAD_BYTES = 512 * 1024 * 1024
 MAX_REDIRECTS = 5
+MAX_RETRY_AFTER = 3600.0  # seconds; a longer Retry-After is honoured as this
 _ERROR_BODY_LIMIT = 64 * 1024
 _JSON_BODY_LIMIT = 1024 * 1024
 _CHUNK = 64 * 1024
@@ -167,20 +169,26 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date).
+
+    At most `MAX_RETRY_AFTER` seconds; a value that is not a finite number ("inf", "nan",
+    "1e999") counts as no header: one bad header must not park a provider forever.
+    """
     if value is None or not value.strip():
         return None
     try:
-        return max(0.0, float(value.strip()))
+        seconds = float(value.strip())
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+        try:
+            when = email.utils.parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def raise_for_status(
