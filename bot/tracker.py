@@ -1791,12 +1791,16 @@ def _merge_provider_report(
     for adj in adjustments:
         if adj.field == "duration":
             try:
-                seconds = float(adj.actual)
-            except (TypeError, ValueError):
+                reported = float(adj.actual)
+            except (TypeError, ValueError, OverflowError):
+                reported = math.nan
+            if math.isfinite(reported):
+                seconds = reported
+            else:
                 log.debug("job %s: unparsable duration adjustment %r", job.id, adj.actual)
     if seconds > 0 and seconds != job.seconds:
         fields["seconds"] = seconds
-    if cost_usd is not None and cost_usd >= 0:
+    if cost_usd is not None and math.isfinite(cost_usd) and cost_usd >= 0:
         fields["cost_usd"] = cost_usd
     elif "seconds" in fields and job.seconds > 0:
         fields["cost_usd"] = round(job.cost_usd * seconds / job.seconds, 6)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -239,16 +240,15 @@ class JobAnswer(TolerantModel):
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
+    """A finite number from a JSON value (NaN and infinities, which JSON parsers accept,
+    count as absent)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip().rstrip("%"))
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value.strip().rstrip("%") if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def normalise_base_url(base_url: str) -> str:

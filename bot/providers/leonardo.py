@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -259,16 +260,14 @@ def _parse_cost(item: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
+    """A finite number from a JSON value (NaN and infinities count as absent)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _video_url(generation: GenerationRecord) -> str | None:
