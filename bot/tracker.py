@@ -10,18 +10,26 @@ Design (issue #4):
   work item). Due work runs as short tasks (one provider call plus its bookkeeping), bounded
   per provider by `max_parallel_requests`; there is no long-lived task per job.
 * **Request budget per provider**: every submit/status/download/cancel call takes a token
-  from the provider's bucket (`requests_per_second`, plus `submits_per_second` for submits).
-  When more calls are due than the budget allows, downloads go first, then due polls in
-  order of how likely the job is finished (elapsed / expected time, or its ETA), then new
-  submissions, which keep at least `min_submit_share` of the calls.
-* **Adaptive polling**: the expected provider time of a job is learned per (provider, model,
-  duration, width, height, fps) from recent jobs (median and spread of the last
-  `history_size`), falling back to a fit over the provider's other sizes, then to a provider
-  hint (`expected_seconds(request)` or `delay_seconds`, e.g. the simulator), then to
-  `prior_base_seconds + prior_seconds_per_video_second * duration`. The first poll lands at
-  the expected time (`first_poll_lead` spreads earlier), then every `spread` seconds (at least
-  `min_poll_interval_seconds`), backing off slowly once a job is long overdue. A provider's
-  own ETA/progress, when it reports one, takes precedence.
+  from the provider's bucket (`requests_per_second`, plus `submits_per_second` for submits),
+  and at most `max_parallel_requests` calls are in flight. When more calls are due than the
+  budget allows, downloads go first, then due polls, most likely finished first (elapsed /
+  expected time, or the provider's ETA), then new submissions (which keep at least
+  `min_submit_share` of the calls). Submissions are also *paced* at budget / calls-per-job
+  (learned, 4 to start): a burst of 1,000 jobs is taken on only as fast as the budget can
+  watch them, instead of filling the budget with submissions and starving their polls.
+* **Adaptive polling**, per job class (provider, model, duration, width, height, fps):
+  - providers that report progress or an ETA (learned per provider) get an early *probe*
+    poll; one "running, 40 %" answer gives the finish time, and the next poll lands just
+    after it (`eta_margin_*`). The probe time is a per-class stochastic quantile estimate
+    (`probe_quantile`, default 5 %: it moves earlier when a probe finds the job done,
+    later when it finds it still queued), so few jobs finish before it.
+  - providers without progress get a first poll at the class median (same estimator,
+    `first_poll_quantile`), then polls every `spread` (>= `min_poll_interval_seconds`),
+    backing off slowly once a job is long overdue.
+  - medians/spreads come from measured provider times (the ETA, or a tight bracket between
+    two polls), loaded from the table at start; unseen classes use their siblings, a fit
+    across sizes, a provider hint (`expected_seconds(request)` or `delay_seconds`, e.g. the
+    simulator), or `prior_base_seconds + prior_seconds_per_video_second * duration`.
 * **Errors**: `RateLimitedError` pauses the whole provider for `retry_after` and halves its
   rate (recovering gradually); transient errors back off per job (exponential, jitter) and,
   after three in a row for the provider, pause the provider (circuit breaker).
@@ -35,6 +43,11 @@ Design (issue #4):
   the clip.
 * **Quota**: a terminal state is written in the same transaction as `bot.quota.settle`
   (delivered) or `bot.quota.refund` (failed, cancelled, expired).
+* **Files**: inputs stay in the job's `input_dir` (only ever removed inside `data_dir`)
+  until the provider accepts the job; clips go to `data_dir/clips/<id>.mp4.part`, are
+  renamed when complete and removed after delivery or failure; `start()` removes leftovers.
+
+`JobTracker.stats` counts provider calls by kind (submit, poll, download, cancel).
 """
 
 from __future__ import annotations
@@ -634,8 +647,9 @@ class JobTracker:
         self._next_sweep = 0.0
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for name, provider in self.providers.items():
+        for name, provider in self.providers.items():  # before any await: enqueue() may run
             self._states[name] = self._make_state(name, provider, now)
+        for name in self.providers:
             for sample in await store.recent_durations(self.db, name):
                 key = (name, sample.model, sample.duration, sample.width, sample.height, sample.fps)
                 self.model.add(key, sample.seconds)
@@ -769,6 +783,8 @@ class JobTracker:
 
     async def _recover(self, job: JobRecord) -> None:
         """Put one unfinished job back on the schedule according to its status."""
+        if job.id in self._entries:  # enqueue() and start() can race for a new job
+            return
         loop = asyncio.get_running_loop()
         state = self._states.get(job.provider)
         if state is None:
