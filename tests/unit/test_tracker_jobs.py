@@ -573,3 +573,40 @@ async def test_thousand_jobs_no_loss(db, data_dir: Path) -> None:
     assert settled == 500
     assert provider.count("status") <= 4 * 1000
     assert leftovers(data_dir) == []
+
+
+async def test_submissions_are_paced_to_what_the_budget_can_watch(db, data_dir: Path) -> None:
+    provider = FakeProvider(job_seconds=30)
+    # 20 calls/s, 4 calls per job: 5 submissions/s (after a bank of 10)
+    settings = fast_settings(requests_per_second={"fake": 20}, burst_seconds=0.05)
+    sink = RecordingSink()
+    tracker = make_tracker(db, data_dir, {"fake": provider}, sink, settings)
+    await tracker.start()
+    try:
+        for i in range(40):
+            await tracker.enqueue(await admit(db, make_request(f"s{i}"), user_id=i))
+        await asyncio.sleep(2.0)
+        submitted = provider.count("submit")
+    finally:
+        await tracker.stop()
+    assert 10 + 5 * 2 - 3 <= submitted <= 10 + 5 * 2 + 2
+    times = [t for k, _, t in provider.calls if k == "submit"]
+    assert max(_windows(times[15:], 1.0)) <= 6  # after the bank: about 5 per second
+
+
+def _windows(times: list[float], width: float) -> list[int]:
+    return [sum(1 for u in times if t <= u < t + width) for t in times]
+
+
+async def test_enqueue_racing_start_takes_the_job_once(db, data_dir: Path) -> None:
+    provider = FakeProvider()
+    sink = RecordingSink()
+    job_id = await admit(db, make_request())
+    tracker = make_tracker(db, data_dir, {"fake": provider}, sink)
+    try:
+        await asyncio.gather(tracker.start(), tracker.enqueue(job_id), tracker.enqueue(job_id))
+        assert await sink.wait(job_id) == "delivered"
+        await asyncio.sleep(0.1)
+    finally:
+        await tracker.stop()
+    assert provider.count("submit") == 1 and sink.completed == {job_id: 1}

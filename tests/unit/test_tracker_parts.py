@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -152,3 +155,43 @@ def test_merge_provider_report_adjusts_seconds_and_cost() -> None:
     assert fields["adjustments"][0].source == "provider"
     assert _merge_provider_report(job, [], 0.5) == {"cost_usd": 0.5}
     assert _merge_provider_report(job, [], None) == {}
+
+
+def test_first_poll_quantile_tracker_moves_and_settles() -> None:
+    s = TrackerSettings(min_poll_interval_seconds=1)
+    model = DurationModel(s)
+    key = ("p", "m", 5, 1280, 720, 25)
+    assert model.first_poll(key, "probe", 20.0) == 20.0  # the prior until it learns
+    # no measured sample yet: "already done" halves it; more answers about the same
+    # (older) time count once
+    assert model.observe_first(key, "probe", 20.0, "done") == 10.0
+    assert model.observe_first(key, "probe", 20.0, "done") == 10.0
+    # still queued: later, noticeably; running with progress: later, a little
+    waiting = model.observe_first(key, "probe", 10.0, "waiting")
+    assert waiting == pytest.approx(10 * math.exp(0.2 * 0.5))
+    informed = model.observe_first(key, "probe", waiting, "informed")
+    assert informed == pytest.approx(waiting * math.exp(0.2 * 0.05))
+    # "not done" at an earlier time says nothing about the current value
+    assert model.observe_first(key, "probe", 5.0, "informed") == informed
+    # an unseen class starts from its siblings
+    model.observe_first(("p", "m", 8, 1280, 720, 25), "probe", 30.0, "informed")
+    unseen = model.first_poll(("p", "m", 6, 1280, 720, 25), "probe", 99.0)
+    assert unseen == pytest.approx((informed + 30.0 * math.exp(0.2 * 0.05)) / 2)
+    assert model.first_poll(("q", "m", 6, 1280, 720, 25), "probe", 99.0) == 99.0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_probe_time_converges_to_the_target_quantile(seed: int) -> None:
+    rng = random.Random(seed)
+    model = DurationModel(TrackerSettings(probe_quantile=0.05))
+    key = ("p", "m", 5, 1280, 720, 25)
+    model.add(key, 50.0)
+    x = 60.0  # a poor start
+    for _ in range(3000):
+        x = model.first_poll(key, "probe", x)
+        finished = rng.uniform(20, 90)
+        queued = x < 0.2 * finished
+        outcome = "done" if finished <= x else "waiting" if queued else "informed"
+        model.observe_first(key, "probe", x, outcome)
+    # 5 % of U(20, 90) is 23.5 s; a stochastic estimate wanders around it
+    assert 20.5 < model.first_poll(key, "probe", 0.0) < 28.5
