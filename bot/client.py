@@ -15,10 +15,11 @@ from discord.ext import commands
 from bot import discord_api, textmatch
 from bot.config import Settings
 from bot.db import Database, to_db_time, utcnow
-from bot.moderation import ModLog
+from bot.moderation import ModLog, audit_generation
 from bot.providers.base import Provider
 from bot.providers.registry import build_providers, make_http_client
 from bot.service import VideoService
+from bot.store.jobs import JobRecord
 from bot.tracker import DeliveryReceipt, DeliverySink, JobTracker, TrackerSettings
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,14 @@ EXTENSIONS = ("cogs.video", "cogs.account", "cogs.admin")
 
 
 class DeliveryRouter:
-    """The tracker's sink until (and after) the video cog registers the real one.
+    """The tracker's sink: forwards to the video cog and records each outcome in the audit log.
 
     The tracker is built before the cogs load; while no sink is registered, calls raise so
     the tracker keeps the job and retries later instead of losing an event.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
         self.target: DeliverySink | None = None
 
     def _sink(self) -> DeliverySink:
@@ -41,22 +43,53 @@ class DeliveryRouter:
             raise RuntimeError("no delivery sink registered yet")
         return self.target
 
-    async def job_queued(self, job: Any, position: int) -> None:
+    async def job_queued(self, job: JobRecord, position: int) -> None:
         await self._sink().job_queued(job, position)
 
-    async def job_started(self, job: Any) -> None:
+    async def job_started(self, job: JobRecord) -> None:
         await self._sink().job_started(job)
 
     async def job_progress(
-        self, job: Any, progress: float | None, eta_seconds: float | None
+        self, job: JobRecord, progress: float | None, eta_seconds: float | None
     ) -> None:
         await self._sink().job_progress(job, progress, eta_seconds)
 
-    async def job_completed(self, job: Any, clip: Path) -> DeliveryReceipt:
-        return await self._sink().job_completed(job, clip)
+    async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt:
+        receipt = await self._sink().job_completed(job, clip)
+        await self._audit(
+            job,
+            "delivered",
+            None,
+            receipt.channel_id,
+            receipt.message_id,
+        )
+        return receipt
 
-    async def job_ended(self, job: Any, outcome: str, reason: str) -> None:
+    async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None:
         await self._sink().job_ended(job, outcome, reason)
+        await self._audit(job, outcome, reason, None, None)
+
+    async def _audit(
+        self,
+        job: JobRecord,
+        outcome: str,
+        reason: str | None,
+        channel_id: int | None,
+        message_id: int | None,
+    ) -> None:
+        # The member already has their clip or message: an audit failure must not undo that.
+        try:
+            await audit_generation(
+                self.bot.db,
+                job,
+                outcome=outcome,
+                reason=reason,
+                result_channel_id=channel_id,
+                result_message_id=message_id,
+            )
+            self.bot.modlog.wake()
+        except Exception:
+            log.exception("could not write the audit entry of job %s", job.id)
 
 
 def command_schema_hash(payload: list[dict[str, Any]]) -> str:
@@ -88,7 +121,7 @@ class VideoBot(commands.Bot):
         self.settings = settings
         self.auto_sync = auto_sync
         self.start_workers = start_workers
-        self.delivery = DeliveryRouter()
+        self.delivery = DeliveryRouter(self)
         self._services_ready = False
         discord_api.apply_api_base(settings.discord_api_base_url)
 

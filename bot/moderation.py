@@ -42,6 +42,7 @@ from bot.store import blocks as block_store
 from bot.store.audit import AuditEntry
 from bot.store.blocks import BlockedMember, BlockedTerm
 from bot.store.guilds import DEFAULT_RETENTION_DAYS, get_guild_settings, update_guild_settings
+from bot.store.jobs import JobRecord
 
 __all__ = [
     "AuditEntry",
@@ -165,6 +166,75 @@ async def recent_entries(
 
 
 # ----- checks used by /video -------------------------------------------------------------
+
+
+def jump_url(guild_id: int | None, channel_id: int | None, message_id: int | None) -> str | None:
+    if guild_id is None or channel_id is None or message_id is None:
+        return None
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+async def audit_generation(
+    db: Database,
+    job: JobRecord,
+    *,
+    outcome: str,
+    reason: str | None = None,
+    result_channel_id: int | None = None,
+    result_message_id: int | None = None,
+    now: datetime | None = None,
+) -> int | None:
+    """Record a finished generation (delivered, failed, cancelled or expired).
+
+    Who made what: member, channel, prompt, SHA-256 of each input, settings, provider and
+    its job id, cost, outcome and a jump link to the result. CLI jobs (no guild) are not
+    audited.
+    """
+    if job.guild_id is None:
+        return None
+    request = job.request
+    inputs = [
+        {"name": name, "sha256": image.sha256}
+        for name in ("image", "first_frame", "last_frame")
+        if (image := getattr(request, name)) is not None
+    ]
+    settings = {
+        "duration": request.duration,
+        "width": request.width,
+        "height": request.height,
+        "fps": request.fps,
+        "seed": request.seed,
+        "audio": request.audio,
+        "adjustments": [a.describe() for a in job.adjustments or request.adjustments],
+    }
+    data: dict[str, Any] = {
+        "prompt": request.prompt,
+        "mode": str(request.mode),
+        "settings": settings,
+        "inputs": inputs,
+        "provider": job.provider,
+        "model": job.model or request.model,
+        "provider_job_id": job.provider_job_id,
+        "cost_usd": job.cost_usd,
+        "outcome": outcome,
+        "failure_reason": reason,
+        "result_url": jump_url(job.guild_id, result_channel_id, result_message_id),
+    }
+    summary = f"job {job.id} {outcome}: {request.duration}s {request.width}x{request.height} "
+    summary += f"on {job.provider}, ${job.cost_usd:.2f}"
+    async with db.transaction() as conn:
+        return await audit(
+            conn,
+            guild_id=job.guild_id,
+            kind=KIND_GENERATION,
+            summary=summary,
+            actor_id=job.user_id,
+            target_id=job.user_id,
+            channel_id=job.channel_id,
+            job_id=job.id,
+            data=data,
+            now=now or utcnow(),
+        )
 
 
 async def check_member(db: Database, guild_id: int, user_id: int, now: datetime) -> str | None:
