@@ -45,6 +45,7 @@ from bot.providers.http import (
     host_of,
     json_object,
     parse_answer,
+    path_segment,
     send,
     stream_to_file,
 )
@@ -352,7 +353,7 @@ class ByteComputeProvider:
         response = await send(
             self._client,
             "POST",
-            self._url(f"/v1/jobs/{job.job_id}"),
+            self._url(f"/v1/jobs/{path_segment(job.job_id)}"),
             label=LABEL,
             secrets=[self._key],
             headers=self._headers(),
@@ -376,7 +377,7 @@ class ByteComputeProvider:
     async def download(self, job: ProviderJob, dest: Path) -> None:
         await stream_to_file(
             self._client,
-            self._url(f"/v1/jobs/{job.job_id}/download"),
+            self._url(f"/v1/jobs/{path_segment(job.job_id)}/download"),
             dest,
             label=LABEL,
             guard=self._guard,

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -339,6 +340,21 @@ def host_of(url: str) -> str:
     return httpx.URL(url).host.lower().rstrip(".")
 
 
+def path_segment(value: str) -> str:
+    """`value` (e.g. a job id from an answer) as one URL path segment: reserved and
+    unprintable characters escaped, so it can neither break the URL nor add path levels."""
+    return quote(value, safe="", errors="surrogatepass")
+
+
+def provider_url(url: str | httpx.URL, *, base: httpx.URL | None = None) -> httpx.URL:
+    """A URL from a provider's answer (absolute, or relative to `base`); one httpx cannot
+    read is refused with UnsafeURLError."""
+    try:
+        return base.join(str(url)) if base is not None else httpx.URL(str(url))
+    except httpx.InvalidURL:
+        raise UnsafeURLError("the provider returned an invalid URL") from None
+
+
 async def _system_resolver(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -448,7 +464,7 @@ async def stream_to_file(
     holds a URL is followed like a redirect (it counts against `max_redirects`).
     """
     part = dest.with_name(dest.name + ".part")
-    current = httpx.URL(str(url))
+    current = provider_url(url)
     origin = _origin(current)
     hops = 0
     try:
@@ -477,7 +493,7 @@ async def stream_to_file(
                 method = "GET"
             if status == 0:  # a URL found in a JSON answer
                 method = "GET"
-            current = current.join(url_text)
+            current = provider_url(url_text, base=current)
         size = part.stat().st_size
         part.replace(dest)
         return size

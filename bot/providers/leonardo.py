@@ -74,6 +74,7 @@ from bot.providers.http import (
     host_of,
     json_object,
     parse_answer,
+    path_segment,
     send,
     stream_to_file,
 )
@@ -286,10 +287,17 @@ def _video_url(generation: GenerationRecord) -> str | None:
             if (
                 isinstance(url, str)
                 and url.startswith(("http://", "https://"))
-                and (list_key == "generated_videos" or httpx.URL(url).path.endswith(".mp4"))
+                and (list_key == "generated_videos" or _mp4_path(url))
             ):
                 return url
     return None
+
+
+def _mp4_path(url: str) -> bool:
+    try:
+        return httpx.URL(url).path.endswith(".mp4")
+    except httpx.InvalidURL:
+        return False
 
 
 class LeonardoProvider:
@@ -547,7 +555,7 @@ class LeonardoProvider:
         response = await send(
             self._client,
             "GET",
-            self._url(f"/v1/generations/{job.job_id}"),
+            self._url(f"/v1/generations/{path_segment(job.job_id)}"),
             label=LABEL,
             secrets=[self._key],
             headers=self._headers(),
