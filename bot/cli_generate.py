@@ -20,7 +20,7 @@ from bot.media import MediaError, probe, save_input_image
 from bot.providers.registry import build_providers, make_http_client
 from bot.service import Requester, RequestRefused, VideoService
 from bot.store.jobs import JobRecord
-from bot.tracker import DeliveryReceipt, JobTracker, TrackerSettings
+from bot.tracker import DeliveryReceipt, JobTracker, tracker_settings_from
 
 CLI_USER = 0
 
@@ -78,7 +78,13 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
         client = make_http_client()
         providers = build_providers(settings, client, work)
         sink = CliSink(out)
-        tracker = JobTracker(db, providers, data_dir=work, sink=sink, settings=TrackerSettings())
+        tracker = JobTracker(
+            db,
+            providers,
+            data_dir=work,
+            sink=sink,
+            settings=tracker_settings_from(settings, providers),
+        )
         service = VideoService(
             db,
             providers,

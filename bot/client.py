@@ -20,7 +20,7 @@ from bot.providers.base import Provider
 from bot.providers.registry import build_providers, make_http_client
 from bot.service import VideoService
 from bot.store.jobs import JobRecord
-from bot.tracker import DeliveryReceipt, DeliverySink, JobTracker, TrackerSettings
+from bot.tracker import DeliveryReceipt, DeliverySink, JobTracker, tracker_settings_from
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,7 @@ class VideoBot(commands.Bot):
         await self.db.migrate()
         self.http_client = make_http_client()
         self.providers = build_providers(settings, self.http_client, settings.data_dir)
-        tracker_settings = TrackerSettings(
-            max_active_per_member=settings.max_active_jobs_per_member
-        )
+        tracker_settings = tracker_settings_from(settings, self.providers)
         self.tracker = JobTracker(
             self.db,
             self.providers,

@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     max_active_jobs_per_member: int = Field(
         default=2, ge=1, le=50, validation_alias="MAX_ACTIVE_JOBS_PER_MEMBER"
     )
-    provider_requests_per_second: float = Field(
-        default=5.0, gt=0, le=1000, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
+    provider_requests_per_second: float | None = Field(
+        default=None, gt=0, le=1000, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
     )
     # Leonardo publishes no LTX-2.3 price: USD per second at 1080p used for quotes (see
     # bot/pricing.py; 1440p costs 2x, 2160p 4x).
@@ -79,7 +79,13 @@ class Settings(BaseSettings):
             return None
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("dev_guild_id", "default_provider", "simulator_enabled", mode="before")
+    @field_validator(
+        "dev_guild_id",
+        "default_provider",
+        "simulator_enabled",
+        "provider_requests_per_second",
+        mode="before",
+    )
     @classmethod
     def _blank_optional(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

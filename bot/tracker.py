@@ -69,6 +69,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from bot import quota
+from bot.config import Settings
 from bot.db import Database, utcnow
 from bot.media import MediaError
 from bot.providers.base import (
@@ -1821,3 +1822,12 @@ def _merge_provider_report(
     elif "seconds" in fields and job.seconds > 0:
         fields["cost_usd"] = round(job.cost_usd * seconds / job.seconds, 6)
     return fields
+
+
+def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) -> TrackerSettings:
+    """Tracker knobs from Settings; providers keep their published limits unless overridden."""
+    rate = settings.provider_requests_per_second
+    return TrackerSettings(
+        max_active_per_member=settings.max_active_jobs_per_member,
+        requests_per_second={name: rate for name in providers} if rate else {},
+    )
