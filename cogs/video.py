@@ -146,69 +146,37 @@ def smaller_upload_limit(rejected_size: int) -> int:
 # ----- persistent buttons (custom_id carries the job id; they work across restarts) -------
 
 
-class CancelButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:cancel:(?P<job>\d+)"
+BUTTON_LOOKS = {
+    "cancel": ("Cancel", discord.ButtonStyle.secondary),
+    "again": ("Again", discord.ButtonStyle.primary),
+    "delete": ("Delete", discord.ButtonStyle.danger),
+}
+
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"ltx:(?P<action>cancel|again|delete):(?P<job>\d+)",
 ):
-    def __init__(self, job_id: int) -> None:
+    """Cancel / Again / Delete for one job; the custom_id carries both, so it outlives restarts."""
+
+    def __init__(self, action: str, job_id: int) -> None:
+        label, style = BUTTON_LOOKS[action]
         super().__init__(
-            discord.ui.Button(
-                label="Cancel",
-                style=discord.ButtonStyle.secondary,
-                custom_id=f"ltx:cancel:{job_id}",
-            )
+            discord.ui.Button(label=label, style=style, custom_id=f"ltx:{action}:{job_id}")
         )
+        self.action = action
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> CancelButton:
-        return cls(int(match["job"]))
+    ) -> JobButton:
+        return cls(match["action"], int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _cog(interaction).press_cancel(interaction, self.job_id)
-
-
-class AgainButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:again:(?P<job>\d+)"
-):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Again", style=discord.ButtonStyle.primary, custom_id=f"ltx:again:{job_id}"
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> AgainButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _cog(interaction).press_again(interaction, self.job_id)
-
-
-class DeleteButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:delete:(?P<job>\d+)"
-):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Delete", style=discord.ButtonStyle.danger, custom_id=f"ltx:delete:{job_id}"
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> DeleteButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _cog(interaction).press_delete(interaction, self.job_id)
+        cog = _cog(interaction)
+        press = {"cancel": cog.press_cancel, "again": cog.press_again, "delete": cog.press_delete}
+        await press[self.action](interaction, self.job_id)
 
 
 def _cog(interaction: discord.Interaction) -> VideoCog:
@@ -219,14 +187,14 @@ def _cog(interaction: discord.Interaction) -> VideoCog:
 
 def cancel_view(job_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
+    view.add_item(JobButton("cancel", job_id))
     return view
 
 
 def result_view(job_id: int) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(AgainButton(job_id))
-    view.add_item(DeleteButton(job_id))
+    view.add_item(JobButton("again", job_id))
+    view.add_item(JobButton("delete", job_id))
     return view
 
 
@@ -270,13 +238,13 @@ class VideoCog(commands.Cog):
         self.upload_limits: dict[int, int] = {}  # guild id → latest attachment_size_limit
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(CancelButton, AgainButton, DeleteButton)
+        self.bot.add_dynamic_items(JobButton)
         self.bot.delivery.target = self
 
     async def cog_unload(self) -> None:
         if self.bot.delivery.target is self:
             self.bot.delivery.target = None
-        self.bot.remove_dynamic_items(CancelButton, AgainButton, DeleteButton)
+        self.bot.remove_dynamic_items(JobButton)
         flushers = [live.flusher for live in self.live.values() if live.flusher is not None]
         for task in flushers:
             task.cancel()
