@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from tests.e2e.conftest import make_bot, video_bot  # noqa: F401  (fixtures for the bot fuzz)
 from tests.fuzz import budget
 
 
