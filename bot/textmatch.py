@@ -51,6 +51,7 @@ import sys
 import threading
 import time
 import unicodedata
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -580,11 +581,20 @@ def check_regex_static(pattern: str) -> str:
     if len(text) > MAX_REGEX_CHARS:
         raise RuleError(f"Blocked expressions can be at most {MAX_REGEX_CHARS} characters long.")
     try:
-        compiled = re.compile(text, REGEX_FLAGS)
-        parsed = _sre_parser.parse(text, REGEX_FLAGS)
+        with warnings.catch_warnings():
+            # "Possible nested set" and the like: Python will read the pattern differently
+            # in a later version, so it is refused now rather than change meaning silently.
+            warnings.simplefilter("error", FutureWarning)
+            parsed = _sre_parser.parse(text, REGEX_FLAGS)  # not cached: always warns
+            compiled = re.compile(text, REGEX_FLAGS)
     except re.error as exc:
         where = f" (at position {exc.pos})" if exc.pos is not None else ""
         raise RuleError(f"That regular expression is invalid: {exc.msg}{where}.") from None
+    except FutureWarning as exc:
+        raise RuleError(
+            f"That regular expression is ambiguous ({exc}); put a backslash before the `[`, "
+            "`-`, `&`, `~` or `|` there."
+        ) from None
     except (RecursionError, OverflowError):
         raise RuleError("That regular expression is too complex.") from None
     _check_structure(parsed)
