@@ -120,6 +120,7 @@ class FakeLeonardo(FakeServer):
         app.router.add_delete(f"{REST}/v1/generations/{{id}}", self._delete)
         app.router.add_get(f"{REST}/v1/me", self._me)
         app.router.add_get("/cdn/{id}.mp4", self._cdn)
+        app.router.add_get("/loop/{n}", self._loop)
 
     def error_response(self, status: int, message: str, kind: str = "error") -> web.Response:
         codes = {400: "bad-request", 401: "access-denied", 403: "access-denied", 404: "not-found"}
@@ -359,6 +360,11 @@ class FakeLeonardo(FakeServer):
         if not self.authorized(request):
             return self._unauthorized()
         return web.json_response({"user_details": [self.me]})
+
+    async def _loop(self, request: web.Request) -> web.Response:
+        """A redirect loop (point `motion_url_override` at `/loop/0`)."""
+        n = int(request.match_info["n"])
+        return web.Response(status=302, headers={"Location": f"/loop/{n + 1}"})
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         job = self.jobs.get(request.match_info["id"])
