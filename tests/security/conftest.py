@@ -15,7 +15,12 @@ import bot.tracker
 from bot.client import VideoBot
 from bot.discord_api import DISCORD_API_BASE, apply_api_base
 from bot.tracker import TrackerSettings
-from tests.e2e.conftest import VideoHarness, bot_settings
+from tests.e2e.conftest import (
+    VideoHarness,
+    bot_settings,
+    make_bot,  # noqa: F401  (a fixture for these tests)
+    video_bot,  # noqa: F401  (a fixture for these tests)
+)
 from tests.fakes.discord_server import FakeDiscord, running_bot
 
 DISCORD_CANARY = "MTA5ODc2NTQzMjE.discord_SECRET_canary.tok_2f9c"
