@@ -179,6 +179,10 @@ class JobButton(
         await press[self.action](interaction, self.job_id)
 
 
+def result_filename(job_id: int) -> str:
+    return f"ltx-job-{job_id}.mp4"
+
+
 def _cog(interaction: discord.Interaction) -> VideoCog:
     cog = interaction.client.get_cog("VideoCog")  # type: ignore[attr-defined]
     assert isinstance(cog, VideoCog)
@@ -775,7 +779,11 @@ class VideoCog(commands.Cog):
 
     async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt:
         live = await self._live(job)
-        message = await self._post_clip(job, live, clip)
+        message = None
+        if live.interaction is None:  # resumed after a restart: was it posted before the crash?
+            message = await self._earlier_post(job)
+        if message is None:
+            message = await self._post_clip(job, live, clip)
         # Posted: from here on nothing may raise, or the tracker would post it again.
         try:
             await self._close(live)
@@ -784,6 +792,27 @@ class VideoCog(commands.Cog):
             log.exception("job %s: final status update failed", job.id)
         self.live.pop(job.id, None)
         return DeliveryReceipt(channel_id=message.channel.id, message_id=message.id)
+
+    async def _earlier_post(self, job: JobRecord) -> discord.Message | None:
+        """The clip message of `job` if a previous run posted it but died before recording it.
+
+        The tracker records the message id right after posting; a crash in between would
+        otherwise post the clip twice. Looks at the bot's own messages since the job began.
+        """
+        channel = await self._channel(job)
+        if channel is None or not isinstance(channel, discord.abc.Messageable):
+            return None
+        filename = result_filename(job.id)
+        me = self.bot.user
+        try:
+            async for message in channel.history(limit=200, after=job.created_at):
+                mine = me is not None and message.author.id == me.id
+                if mine and any(a.filename == filename for a in message.attachments):
+                    log.warning("job %s: found its earlier post %s", job.id, message.id)
+                    return message
+        except discord.HTTPException:
+            log.warning("job %s: could not read the channel history to avoid a repost", job.id)
+        return None
 
     def _upload_limit(self, job: JobRecord, live: Live) -> int:
         if live.interaction is not None:
@@ -837,7 +866,7 @@ class VideoCog(commands.Cog):
     async def _send_result(
         self, job: JobRecord, live: Live, path: Path, content: str
     ) -> discord.Message:
-        filename = f"ltx-job-{job.id}.mp4"
+        filename = result_filename(job.id)
         mentions = requester_only(job.user_id)
         if live.token_valid():
             assert live.interaction is not None

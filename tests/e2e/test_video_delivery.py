@@ -213,3 +213,23 @@ async def test_progress_shows_provider_progress_at_most_one_edit_per_interval(
         # Every edit but the final one waits for the interval since the previous write.
         gaps = [b - a for a, b in itertools.pairwise([created, *edits[:-1]])]
         assert len(gaps) >= 2 and all(gap >= interval * 0.95 for gap in gaps), gaps
+
+
+async def test_crash_between_post_and_record_does_not_post_twice(video_bot, fake_discord) -> None:
+    """A kill after Discord accepted the clip but before its message id was saved: the next
+    process finds its own earlier post instead of posting the clip again."""
+    async with video_bot(simulator_delay_seconds=0.3) as v:
+        await v.command({"prompt": "a windmill", "duration": 4, "resolution": "512x512"})
+        first = await v.result()
+        await v.wait_job(1, "delivered")
+        # Put the row back where the crash would have left it.
+        await v.bot.db.execute(
+            "UPDATE jobs SET status = 'delivering', result_message_id = NULL, "
+            "result_channel_id = NULL WHERE id = 1"
+        )
+    async with video_bot(simulator_delay_seconds=0.3) as v:
+        job = await v.wait_job(1, "delivered")
+        assert job.result_message_id == first.id
+        await asyncio.sleep(0.5)
+        assert len(v.results()) == 1
+        assert [k for j, k, *_ in await v.ledger() if j == 1] == ["reserve", "settle"]
