@@ -32,6 +32,7 @@ NAMES = {
     "loop.example": ["::1"],
     "mapped.example": ["::ffff:10.0.0.1"],
     "ula.example": ["fd12:3456::1"],
+    "cgnat.example": ["100.64.0.5"],
     "api.bytecompute.test": ["10.0.0.99"],  # the configured base: trusted even if private
 }
 PRIVATE_URLS = [
@@ -51,6 +52,10 @@ PRIVATE_URLS = [
     "https://loop.example/clip.mp4",
     "https://mapped.example/clip.mp4",
     "https://ula.example/clip.mp4",
+    "http://100.100.100.200/latest/meta-data/",  # a cloud metadata service in 100.64.0.0/10
+    "http://100.64.1.1/clip.mp4",
+    "https://cgnat.example/clip.mp4",
+    "http://[2002:a00:1::]/clip.mp4",  # 6to4 wrapping 10.0.0.1
     "file:///etc/passwd",
     "gopher://cdn.example/x",
 ]
