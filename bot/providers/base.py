@@ -40,9 +40,7 @@ class InputImage(BaseModel):
 
     @property
     def extension(self) -> str:
-        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(
-            self.mime, "png"
-        )
+        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(self.mime, "png")
 
     @classmethod
     def sha256_of(cls, path: Path) -> str:
