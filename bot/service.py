@@ -110,10 +110,19 @@ def validation_message(exc: ValidationError) -> str:
         name = _FIELD_LABELS.get(loc[0], loc[0]) if loc else ""
         msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
         ctx = err.get("ctx") or {}
-        if err.get("type") == "string_too_long":
+        kind = err.get("type")
+        if kind == "string_too_long":
             msg = f"is too long (at most {ctx.get('max_length')} characters)"
-        elif err.get("type") == "string_too_short":
+        elif kind == "string_too_short":
             msg = "must not be empty"
+        elif kind in ("greater_than_equal", "greater_than"):
+            msg = f"must be at least {ctx.get('ge', ctx.get('gt'))}"
+        elif kind in ("less_than_equal", "less_than"):
+            msg = f"must be at most {ctx.get('le', ctx.get('lt'))}"
+        elif kind in ("int_parsing", "int_type", "int_from_float"):
+            msg = "must be a whole number"
+        elif kind in ("bool_parsing", "bool_type"):
+            msg = "must be yes or no"
         parts.append(f"`{name}` {msg}" if name else msg)
     return "; ".join(parts) or "the request is invalid"
 

@@ -538,6 +538,14 @@ class VideoCog(commands.Cog):
         req = job.request
         inputs: dict[str, bytes] = {}
         if req.image is not None or req.first_frame is not None:
+            if interaction.user.id != job.user_id:
+                # Someone else's pictures are theirs: only a text clip can be redone by others.
+                await send_ephemeral(
+                    interaction,
+                    "**Again** reuses the original member's images, so only they can press it "
+                    "for this clip. Run `/video` with your own images instead.",
+                )
+                return
             kept = await asyncio.to_thread(self.bot.service.kept_inputs, job_id)
             if not kept:
                 await send_ephemeral(

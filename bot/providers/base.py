@@ -79,7 +79,7 @@ class VideoRequest(BaseModel):
         if isinstance(value, str):
             parsed = parse_resolution(value)
             if parsed is None:
-                raise ValueError("resolution must look like 1280x720 (WIDTHxHEIGHT)")
+                raise ValueError("must look like 1280x720 (WIDTHxHEIGHT)")
             return f"{parsed[0]}x{parsed[1]}"
         return value
 

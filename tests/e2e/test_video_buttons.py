@@ -93,6 +93,12 @@ async def test_again_reuses_the_inputs_with_a_new_seed_through_the_quota(video_b
         job1 = await v.wait_job(1, "delivered")
         assert job1.request.seed is not None and f"seed {job1.request.seed}" in first.content
 
+        # Another member cannot redo a clip made from someone else's images.
+        bob = v.fake.add_member(v.world.guild_id, username="bob")
+        press = await v.press(first, "ltx:again:1", user_id=bob.id)
+        assert "only they can press it" in await v.reply(press)
+        assert len(await v.jobs()) == 1
+
         press = await v.press(first, "ltx:again:1")
         summary = await v.reply(press)
         assert "Job 2" in summary and "2 s of your allowance left" in summary
