@@ -127,7 +127,12 @@ class Pager(discord.ui.View):
         self.next_page.disabled = self.index >= len(self.pages) - 1
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return interaction.user.id == self.owner_id
+        if interaction.user.id == self.owner_id:
+            return True
+        await interaction.response.send_message(
+            "Only the admin who opened this log can turn its pages.", ephemeral=True
+        )
+        return False
 
     async def _show(self, interaction: discord.Interaction, step: int) -> None:
         self.index = max(0, min(len(self.pages) - 1, self.index + step))

@@ -376,8 +376,11 @@ async def test_log_show_pages_with_buttons(bot, cog, db) -> None:
     assert view.index == 1 and press.response.edits[-1]["embed"] is view.pages[1]
     await view.next_page.callback(interaction(bot))
     assert view.index == 2 and view.next_page.disabled and not view.prev_page.disabled
-    # Someone else cannot turn the pages.
-    assert not await view.interaction_check(interaction(bot, person(MEMBER)))
+    # Someone else cannot turn the pages, and is told so privately.
+    stranger = interaction(bot, person(MEMBER))
+    assert not await view.interaction_check(stranger)
+    [refusal] = stranger.response.messages
+    assert refusal.kwargs["ephemeral"] is True and "Only the admin" in refusal.content
     view.stop()
 
     itx = interaction(bot)
