@@ -233,3 +233,42 @@ async def test_crash_between_post_and_record_does_not_post_twice(video_bot, fake
         await asyncio.sleep(0.5)
         assert len(v.results()) == 1
         assert [k for j, k, *_ in await v.ledger() if j == 1] == ["reserve", "settle"]
+
+
+async def test_mod_log_records_failures_and_refusals(
+    video_bot, fake_discord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = fake_discord.world
+    real = bot.client.build_providers
+
+    def failing(*args, **kwargs):
+        providers = real(*args, **kwargs)
+        providers["simulator"].fail_prompts_containing = "volcano"
+        return providers
+
+    monkeypatch.setattr(bot.client, "build_providers", failing)
+    async with video_bot() as v:
+        setup = await v.command(
+            {"channel": w.other_channel_id}, name="videoadmin logchannel", user_id=w.admin_id
+        )
+        await v.private(setup)
+        blockword = await v.command(
+            {"term": "forbidden"}, name="videoadmin blockword add", user_id=w.admin_id
+        )
+        await v.private(blockword)
+
+        refused = await v.command({"prompt": "a forbidden dance", "duration": 4})
+        assert "blocked term" in (await v.private(refused)).content
+        failed = await v.command({"prompt": "a volcano", "duration": 4, "resolution": "512x512"})
+        await v.status(failed)
+        await v.wait_job(1, "failed")
+
+        def logged(word: str):
+            return lambda m: any(word in str(e).lower() for e in m.embeds)
+
+        refusal = await fake_discord.wait_for_message(w.other_channel_id, logged("refus"), 15)
+        failure = await fake_discord.wait_for_message(w.other_channel_id, logged("failed"), 15)
+        for entry in (refusal, failure):
+            assert not entry.pinged_everyone and not entry.pinged_user_ids
+        kinds = [r["kind"] for r in await v.bot.db.fetchall("SELECT kind FROM audit_log")]
+        assert kinds.count("refusal") == 1 and kinds.count("generation") == 1
