@@ -133,6 +133,9 @@ class DeliverySink(Protocol):
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None: ...
 
 
+RATE_RECOVERY_STEP = 0.1  # share of the budget regained per successful call after a 429
+
+
 class TrackerSettings(BaseModel):
     """Knobs of the tracker. Per-provider dicts are keyed by provider name."""
 
@@ -1211,7 +1214,9 @@ class JobTracker:
         state.probing = False
         state.limited_streak = 0
         if state.bucket.factor < 1.0:
-            state.bucket.factor = min(1.0, state.bucket.factor + 0.02)
+            # Additive increase after the multiplicative decrease of a 429: back to the full
+            # budget within ~10 good calls, so a short storm does not leave jobs looking stuck.
+            state.bucket.factor = min(1.0, state.bucket.factor + RATE_RECOVERY_STEP)
 
     async def _submit(
         self, entry: _Entry, state: _ProviderState, release: Callable[[], None]
