@@ -139,8 +139,6 @@ RATE_RECOVERY_STEP = 0.1  # share of the budget regained per successful call aft
 class TrackerSettings(BaseModel):
     """Knobs of the tracker. Per-provider dicts are keyed by provider name."""
 
-    # Admission limit, enforced by the service with `jobs.count_active_for_user`.
-    max_active_per_member: int = Field(default=2, ge=1)
     # Request budget: default `limits.requests_per_minute / 60` (and `submits_per_minute`).
     requests_per_second: dict[str, float] = Field(default_factory=dict)
     submits_per_second: dict[str, float] = Field(default_factory=dict)
@@ -1833,6 +1831,5 @@ def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) ->
     """Tracker knobs from Settings; providers keep their published limits unless overridden."""
     rate = settings.provider_requests_per_second
     return TrackerSettings(
-        max_active_per_member=settings.max_active_jobs_per_member,
         requests_per_second={name: rate for name in providers} if rate else {},
     )

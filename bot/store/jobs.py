@@ -442,17 +442,6 @@ async def list_events(src: Source, job_id: int) -> list[JobEvent]:
     ]
 
 
-async def count_active_for_user(src: Source, guild_id: int | None, user_id: int) -> int:
-    """Unfinished jobs of one member (the admission limit counts these)."""
-    row = await _fetchone(
-        src,
-        "SELECT COUNT(*) FROM jobs WHERE guild_id IS ? AND user_id = ?"
-        " AND status NOT IN ('delivered', 'failed', 'cancelled', 'expired')",
-        (guild_id, user_id),
-    )
-    return int(row[0]) if row else 0
-
-
 async def count_active(src: Source, provider: str | None = None) -> dict[str, int]:
     """Unfinished jobs per status (optionally for one provider)."""
     sql = (

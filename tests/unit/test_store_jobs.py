@@ -199,11 +199,6 @@ async def test_listing_and_counting(db) -> None:
     assert [j.id for j in await store.list_for_user(db, 1, 1, 10)] == [a2, a1]
     assert [j.id for j in await store.list_for_user(db, None, 1, 10)] == [cli]
     assert [j.id for j in await store.list_for_user(db, 1, 1, 1)] == [a2]
-    assert await store.count_active_for_user(db, 1, 1) == 2
-    assert await store.count_active_for_user(db, 1, 2) == 0
-    async with db.transaction() as conn:  # usable inside the service's transaction
-        assert await store.count_active_for_user(conn, 1, 1) == 2
-        assert await store.count_active_for_user(conn, None, 1) == 1
     assert await store.count_active(db) == {"pending": 3, "submitted": 1}
     assert await store.count_active(db, "other") == {}
     assert await store.pending_position(db, a1) == 1
