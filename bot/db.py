@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,10 +103,6 @@ class Database:
         async with self.transaction() as conn:
             cursor = await conn.execute(sql, params)
             return cursor.lastrowid or 0
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        async with self.transaction() as conn:
-            await conn.executemany(sql, rows)
 
     async def fetchone(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
@@ -206,7 +202,3 @@ def split_sql(script: str) -> list[str]:
     if buffer.strip():
         raise MigrationError(f"incomplete SQL statement at end of migration: {buffer[:60]!r}")
     return statements
-
-
-def sqlite_path_from_url(url: str) -> Path:
-    return Path(url.removeprefix("sqlite:///"))

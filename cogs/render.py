@@ -9,7 +9,6 @@ messages are also sent with `AllowedMentions` that allow at most the requester.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 import discord
 
@@ -219,7 +218,3 @@ def missing_permissions_text(missing: Sequence[str]) -> str:
         f"I can't post videos in this channel: I'm missing {names} here. "
         "Ask an admin to grant them, or use `/video` in another channel."
     )
-
-
-def timestamp(dt: datetime, style: str = "R") -> str:
-    return f"<t:{int(dt.timestamp())}:{style}>"

@@ -106,14 +106,6 @@ class VideoRequest(BaseModel):
     def size(self) -> tuple[int, int] | None:
         return parse_resolution(self.resolution) if self.resolution else None
 
-    def images(self) -> dict[str, InputImage]:
-        out = {}
-        for name in ("image", "first_frame", "last_frame"):
-            img = getattr(self, name)
-            if img is not None:
-                out[name] = img
-        return out
-
 
 def parse_resolution(text: str) -> tuple[int, int] | None:
     parts = text.lower().replace("×", "x").replace(" ", "").split("x")
