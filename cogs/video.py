@@ -501,19 +501,30 @@ class VideoCog(commands.Cog):
 
     # ----- buttons --------------------------------------------------------------------
 
-    async def press_cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+    async def _job_for_owner_or_moderator(
+        self, interaction: discord.Interaction, job_id: int, verb: str
+    ) -> tuple[JobRecord, bool] | None:
+        """Defer, load the job and check the presser may `verb` it: (job, is_owner) or None
+        after telling them why not."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         job = await job_store.get_job(self.bot.db, job_id)
         if job is None:
             await send_ephemeral(interaction, "That job no longer exists.")
-            return
+            return None
         is_owner = interaction.user.id == job.user_id
         if not is_owner and not is_moderator(interaction):
             await send_ephemeral(
                 interaction,
-                "Only the member who asked for this video (or a moderator) can cancel it.",
+                f"Only the member who asked for this video (or a moderator) can {verb} it.",
             )
+            return None
+        return job, is_owner
+
+    async def press_cancel(self, interaction: discord.Interaction, job_id: int) -> None:
+        allowed = await self._job_for_owner_or_moderator(interaction, job_id, "cancel")
+        if allowed is None:
             return
+        job, is_owner = allowed
         reason = "stopped by the member who asked for it" if is_owner else "stopped by a moderator"
         ok = await self.bot.tracker.cancel(job_id, by=interaction.user.id, reason=reason)
         if ok and not is_owner:
@@ -565,18 +576,10 @@ class VideoCog(commands.Cog):
         await self.start_job(interaction, req.prompt, req.provider, options, inputs)
 
     async def press_delete(self, interaction: discord.Interaction, job_id: int) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await job_store.get_job(self.bot.db, job_id)
-        if job is None:
-            await send_ephemeral(interaction, "That job no longer exists.")
+        allowed = await self._job_for_owner_or_moderator(interaction, job_id, "delete")
+        if allowed is None:
             return
-        is_owner = interaction.user.id == job.user_id
-        if not is_owner and not is_moderator(interaction):
-            await send_ephemeral(
-                interaction,
-                "Only the member who asked for this video (or a moderator) can delete it.",
-            )
-            return
+        job, is_owner = allowed
         message = interaction.message
         try:
             if message is not None:
