@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +41,7 @@ from bot.providers.http import (
     TolerantModel,
     URLGuard,
     find_url,
+    finite_number,
     host_of,
     json_object,
     parse_answer,
@@ -241,15 +241,7 @@ class JobAnswer(TolerantModel):
 
 
 def _number(value: Any) -> float | None:
-    """A finite number from a JSON value (NaN and infinities, which JSON parsers accept,
-    count as absent)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value.strip().rstrip("%") if isinstance(value, str) else value)
-    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
-        return None
-    return number if math.isfinite(number) else None
+    return finite_number(value, percent=True)
 
 
 def normalise_base_url(base_url: str) -> str:

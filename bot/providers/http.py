@@ -576,3 +576,19 @@ async def _write_body(response: httpx.Response, part: Path, *, max_bytes: int, l
             await asyncio.to_thread(fh.write, bytes(buffer))
     finally:
         await asyncio.to_thread(fh.close)
+
+
+def finite_number(value: Any, *, percent: bool = False) -> float | None:
+    """A finite number from a JSON value (NaN and infinities, which JSON parsers accept,
+    count as absent); with `percent`, a trailing "%" on a string is allowed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if percent:
+            value = value.rstrip("%")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None

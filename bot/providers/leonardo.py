@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Mapping
@@ -71,6 +70,7 @@ from bot.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     TolerantModel,
     URLGuard,
+    finite_number,
     host_of,
     json_object,
     parse_answer,
@@ -261,14 +261,7 @@ def _parse_cost(item: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _float(value: Any) -> float | None:
-    """A finite number from a JSON value (NaN and infinities count as absent)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
-        return None
-    return number if math.isfinite(number) else None
+    return finite_number(value)
 
 
 def _video_url(generation: GenerationRecord) -> str | None:
