@@ -28,3 +28,9 @@ def _done(task: asyncio.Task[Any]) -> None:
     exc = task.exception()
     if exc is not None:
         log.error("background task %s failed", task.get_name(), exc_info=exc)
+
+
+def exponential_backoff(attempt: int, base: float, cap: float) -> float:
+    """Seconds to wait after the `attempt`-th consecutive failure (1-based): base · 2^(n-1),
+    at most `cap`. Callers add their own jitter where many waiters must not wake together."""
+    return float(min(cap, base * 2.0 ** max(attempt - 1, 0)))

@@ -81,13 +81,13 @@ from bot.providers.base import (
     JobState,
     JobStatus,
     NegotiatedRequest,
+    OutcomeUnknownError,
     Provider,
     ProviderError,
     ProviderJob,
     RateLimitedError,
     TransientError,
 )
-from bot.providers.http import OutcomeUnknownError
 from bot.scheduling import create_task
 from bot.store import jobs as store
 from bot.store.jobs import InvalidTransitionError, JobRecord, Status

@@ -281,6 +281,13 @@ class TransientError(ProviderError):
         self.retry_after = retry_after
 
 
+class OutcomeUnknownError(TransientError):
+    """A submit was sent but no answer came back: the provider may have accepted it.
+
+    Retrying can create a second (billed) job; none of the providers has idempotency keys.
+    """
+
+
 class JobFailedError(ProviderError):
     """The provider says the job failed; `message` is the reason."""
 

@@ -39,6 +39,7 @@ from bot.providers.base import (
     JobFailedError,
     JobNotFoundError,
     NotReadyError,
+    OutcomeUnknownError,
     ProviderError,
     RateLimitedError,
     TransientError,
@@ -69,13 +70,6 @@ class DownloadError(JobFailedError):
 
 class UnsafeURLError(DownloadError):
     """A provider-returned URL points somewhere the bot must not fetch from."""
-
-
-class OutcomeUnknownError(TransientError):
-    """A submit was sent but no answer came back: the provider may have accepted it.
-
-    Retrying can create a second (billed) job; none of the providers has idempotency keys.
-    """
 
 
 # ----- tolerant response models --------------------------------------------------------

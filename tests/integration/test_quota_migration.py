@@ -14,7 +14,6 @@ from bot.store import quotas as ledger
 G = 5
 
 
-
 async def add_entry(conn, *, job_id, kind, seconds, cost, at, user_id=1, guild_id=G):
     return await ledger.insert_entry(
         conn,

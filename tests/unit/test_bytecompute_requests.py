@@ -19,6 +19,7 @@ from bot.providers.base import (
     JobNotFoundError,
     JobState,
     NotReadyError,
+    OutcomeUnknownError,
     Provider,
     ProviderJob,
     RateLimitedError,
@@ -26,7 +27,6 @@ from bot.providers.base import (
     VideoRequest,
 )
 from bot.providers.bytecompute import ByteComputeProvider, parse_adjustments, parse_state
-from bot.providers.http import OutcomeUnknownError
 
 KEY = "bytecompute_secret_key_0123456789"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

@@ -12,11 +12,11 @@ from bot.providers.base import (
     InvalidRequestError,
     JobNotFoundError,
     NotReadyError,
+    OutcomeUnknownError,
     RateLimitedError,
     TransientError,
 )
 from bot.providers.http import (
-    OutcomeUnknownError,
     TolerantModel,
     UnsafeURLError,
     URLGuard,

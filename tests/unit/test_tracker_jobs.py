@@ -17,10 +17,10 @@ from bot.providers.base import (
     InvalidRequestError,
     JobFailedError,
     JobNotFoundError,
+    OutcomeUnknownError,
     RateLimitedError,
     TransientError,
 )
-from bot.providers.http import OutcomeUnknownError
 from bot.store import jobs as store
 from bot.store.jobs import Status
 from bot.tracker import MSG_DISK, MSG_DOWNLOAD, MSG_GONE, MSG_MISCONFIGURED
