@@ -14,11 +14,12 @@ from discord.ext import commands
 
 from bot import discord_api, textmatch
 from bot.config import Settings
-from bot.db import Database, to_db_time, utcnow
+from bot.db import Database, utcnow
 from bot.moderation import ModLog, audit_generation
 from bot.providers.base import Provider
 from bot.providers.registry import build_providers, make_http_client
 from bot.service import VideoService
+from bot.store import commands as command_store
 from bot.store.jobs import JobRecord
 from bot.tracker import DeliveryReceipt, DeliverySink, JobTracker, tracker_settings_from
 
@@ -185,19 +186,12 @@ class VideoBot(commands.Bot):
         """Sync slash commands when their schema changed since the last sync (or if forced)."""
         scope, guild = self._sync_scope()
         digest = command_schema_hash(self.command_payload())
-        stored = await self.db.fetchval(
-            "SELECT schema_hash FROM command_sync WHERE scope = ?", (scope,)
-        )
+        stored = await command_store.synced_hash(self.db, scope)
         if stored == digest and not force:
             log.info("slash commands unchanged since last sync (%s); not syncing", scope)
             return False
         synced = await self.tree.sync(guild=guild)
-        await self.db.execute(
-            "INSERT INTO command_sync (scope, schema_hash, synced_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(scope) DO UPDATE SET schema_hash = excluded.schema_hash, "
-            "synced_at = excluded.synced_at",
-            (scope, digest, to_db_time(utcnow())),
-        )
+        await command_store.record_sync(self.db, scope, digest, utcnow())
         log.info("synced %d slash commands (%s)", len(synced), scope)
         return True
 
