@@ -149,7 +149,7 @@ class VideoBot(commands.Bot):
             default_quota_seconds=settings.quota_seconds_per_day,
             max_active_per_member=settings.max_active_jobs_per_member,
         )
-        from cogs.modlog import make_poster
+        from cogs.ui.modlog import make_poster
 
         self.modlog = ModLog(self.db, make_poster(self))
         self._services_ready = True

@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot import quota
 from bot.db import utcnow
 from bot.store import jobs as job_store
-from cogs.checks import has_manage_guild
+from cogs.ui.checks import has_manage_guild
 
 if TYPE_CHECKING:
     from bot.client import VideoBot

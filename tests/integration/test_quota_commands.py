@@ -17,8 +17,9 @@ from discord import app_commands
 from bot import quota
 from bot.db import to_db_time, utcnow
 from bot.store import guilds as guild_store
-from cogs import account, allowance
+from cogs import account
 from cogs.account import AccountCog
+from cogs.admin import allowance
 
 G = 900
 ADMIN, MEMBER, OTHER = 1, 2, 3

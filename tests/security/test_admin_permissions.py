@@ -22,7 +22,7 @@ import pytest
 from discord import AppCommandOptionType, app_commands
 
 from bot.client import VideoBot
-from cogs.checks import MANAGE_GUILD_REFUSAL
+from cogs.ui.checks import MANAGE_GUILD_REFUSAL
 from tests.fakes.discord_server import FakeDiscord, FakeFile
 from tests.fakes.payloads import Permissions
 from tests.fuzz.images import corpus

@@ -13,8 +13,8 @@ from discord import app_commands
 
 from bot import moderation
 from bot.db import Database, utcnow
-from cogs.admin import AdminCog, Pager
-from cogs.checks import MANAGE_GUILD_REFUSAL
+from cogs.admin.cog import AdminCog, Pager
+from cogs.ui.checks import MANAGE_GUILD_REFUSAL
 
 GUILD = 111
 BOT_ID = 900

@@ -10,7 +10,7 @@ import discord
 import pytest
 
 from bot.moderation import AuditEntry, PermanentPostError
-from cogs.modlog import make_poster, render_entry
+from cogs.ui.modlog import make_poster, render_entry
 
 AT = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The member-facing wording of a job (cogs/render.py): limits, inert echoes, plain words."""
+"""The member-facing wording of a job (cogs/ui/text.py): limits, inert echoes, plain words."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.providers.base import Adjustment, Mode, NegotiatedRequest
-from cogs import render
-from cogs.video import smaller_upload_limit
+from cogs.ui import text as render
+from cogs.video.cog import smaller_upload_limit
 
 MiB = 1024 * 1024
 

@@ -43,7 +43,7 @@ from bot.service import Requester, RequestRefused
 from bot.store import jobs as job_store
 from bot.store.jobs import JobRecord
 from bot.tracker import DeliveryReceipt
-from cogs import render
+from cogs.ui import text as render
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -948,7 +948,3 @@ class VideoCog(commands.Cog):
             )
         except discord.HTTPException as exc:
             log.info("job %s: private summary not updated: %s", job.id, exc)
-
-
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(VideoCog(bot))  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ The group carries `default_member_permissions = Manage Server` (which only hides
 admins can change who sees it) and every callback checks Manage Server again at run time.
 Every answer is ephemeral; every change is audited (who, old → new) in the same transaction
 as the change and then posted to the mod-log channel. The allowance subgroup lives in
-`cogs/allowance.py` and is attached here.
+`cogs/admin/allowance.py` and is attached here.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from discord.ext import commands
 from bot import moderation
 from bot.db import utcnow
 from bot.moderation import AuditEntry, BlockedMember, BlockedTerm, ModerationError
-from cogs.allowance import allowance_group
-from cogs.checks import has_manage_guild, require_manage_guild
-from cogs.modlog import inert
+from cogs.admin.allowance import allowance_group
+from cogs.ui.checks import has_manage_guild, require_manage_guild
+from cogs.ui.modlog import inert
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -559,7 +559,3 @@ class AdminCog(commands.Cog):
 
 def clip_title(text: str) -> str:
     return text if len(text) <= 256 else text[:255] + "…"
-
-
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(AdminCog(bot))

@@ -17,7 +17,7 @@ from bot import quota
 from bot.db import utcnow
 from bot.moderation import Change
 from bot.quota import AllowanceInputError, AllowanceOverview
-from cogs.checks import require_manage_guild
+from cogs.ui.checks import require_manage_guild
 
 NONE = discord.AllowedMentions.none()
 FIELD_LIMIT = 1024

@@ -1,0 +1,11 @@
+"""`/videoadmin …`: the admin cog (`cog.py`) and its allowance subgroup (`allowance.py`)."""
+
+from __future__ import annotations
+
+from discord.ext import commands
+
+from cogs.admin.cog import AdminCog
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(AdminCog(bot))
