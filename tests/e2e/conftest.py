@@ -264,7 +264,7 @@ def video_bot(make_bot: Callable[..., Any], fake_discord: FakeDiscord, tmp_path:
         async with make_bot(**overrides) as bot:
             cog = bot.get_cog("VideoCog")
             assert cog is not None
-            cog.progress_interval = progress_interval  # type: ignore[attr-defined]
+            cog.status.progress_interval = progress_interval  # type: ignore[attr-defined]
             yield VideoHarness(fake_discord, bot, tmp_path)
 
     return _make

@@ -63,7 +63,7 @@ def harness(canary_discord: FakeDiscord, tmp_path: Path) -> Callable[..., Any]:
         async with running_bot(VideoBot(settings), canary_discord) as running:
             cog = running.get_cog("VideoCog")
             assert cog is not None
-            cog.progress_interval = 0.2  # type: ignore[attr-defined]
+            cog.status.progress_interval = 0.2  # type: ignore[attr-defined]
             yield VideoHarness(canary_discord, running, tmp_path)
 
     return _make

@@ -45,7 +45,7 @@ def test_every_allowed_mentions_in_the_code_keeps_everyone_and_roles_off() -> No
                 flags = {k.arg: ast.unparse(k.value) for k in node.keywords}
                 assert flags.get("everyone") == "False", where
                 assert flags.get("roles") == "False", where
-    assert found >= 1  # cogs/video/cog.py: requester_only()
+    assert found >= 1  # cogs/video/common.py: requester_only()
 
 
 def bot_messages(fake: FakeDiscord) -> list[FakeMessage]:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bot.providers.base import Adjustment, Mode, NegotiatedRequest
 from cogs.ui import text as render
-from cogs.video.cog import smaller_upload_limit
+from cogs.video.delivery import smaller_upload_limit
 
 MiB = 1024 * 1024
 
