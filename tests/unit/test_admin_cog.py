@@ -13,8 +13,9 @@ from discord import app_commands
 
 from bot import moderation
 from bot.db import Database, utcnow
-from cogs.admin.cog import AdminCog, Pager
+from cogs.admin.cog import AdminCog
 from cogs.ui.checks import MANAGE_GUILD_REFUSAL
+from cogs.ui.pages import Pager
 
 GUILD = 111
 BOT_ID = 900
