@@ -27,7 +27,7 @@ class Mode(StrEnum):
 
 
 class InputImage(BaseModel):
-    """An input image already downloaded and checked (see bot/media.py)."""
+    """An input image already downloaded and checked (see bot/media/images.py)."""
 
     model_config = ConfigDict(frozen=True)
 

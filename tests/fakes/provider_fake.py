@@ -48,7 +48,7 @@ def tiny_mp4() -> bytes:
             render_clip(
                 dest, prompt="fake", width=128, height=72, fps=8, duration=1, audio=True, seed=1
             )
-        except (ImportError, TypeError, ValueError):  # pragma: no cover - media.py changed
+        except (ImportError, TypeError, ValueError):  # pragma: no cover - bot.media changed
             _encode_mp4(dest)
         return dest.read_bytes()
 

@@ -1,0 +1,41 @@
+"""Media: input images, the simulator's clips, probing and fit-to-size.
+
+- `images`: check an uploaded image (Pillow) and save it as an `InputImage`;
+- `render`: draw the simulator's MP4 (PyAV);
+- `video`: `probe` a clip and `fit_to_size` for an upload limit (PyAV);
+- `output`: temporary files, encoder threads and audio rate shared by `render` and `video`;
+- `errors`: `MediaError`, whose `message` says what the member can change.
+
+Every function is synchronous and CPU/disk bound; async callers run them with
+`asyncio.to_thread`.
+"""
+
+from bot.media.errors import MediaError
+from bot.media.images import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MIN_IMAGE_EDGE,
+    MAX_IMAGE_BYTES,
+    check_image_bytes,
+    save_input_image,
+)
+from bot.media.render import render_clip
+from bot.media.video import (
+    VideoInfo,
+    fit_to_size,
+    probe,
+)
+
+__all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "DEFAULT_MIN_IMAGE_EDGE",
+    "MAX_IMAGE_BYTES",
+    "MediaError",
+    "VideoInfo",
+    "check_image_bytes",
+    "fit_to_size",
+    "probe",
+    "render_clip",
+    "save_input_image",
+]
