@@ -42,6 +42,7 @@ from bot.providers.http import (
     parse_retry_after,
     raise_for_status,
 )
+from bot.providers.leonardo.wire import video_url
 from bot.store.jobs import JobRecord, Status
 from bot.tracker import _merge_provider_report
 from tests.fuzz import strategies as s
@@ -455,7 +456,7 @@ def test_leonardo_answer_parsers(value: Any) -> None:
         assert type(exc).__name__ == "ValidationError"
         return
     if answer.generations_by_pk is not None:
-        url = leonardo._video_url(answer.generations_by_pk)
+        url = video_url(answer.generations_by_pk)
         assert url is None or url.startswith(("http://", "https://"))
 
 

@@ -1,23 +1,13 @@
-"""Leonardo.AI v2 generations with `ltxv-2.3-pro` / `ltxv-2.3-fast`.
+"""`LeonardoProvider`: the client calls (upload init images, create, poll, download, account).
 
-Wire format (shared/reference/PROVIDERS.md, section B):
-
-- frames: `POST /v1/init-image {"extension"}` → `uploadInitImage {id, url, fields, key}` where
-  `fields` is a JSON string; then a multipart POST of those fields plus the file to the
-  presigned `url` *without* our Authorization header; the id goes into
-  `guidances.start_frame` / `end_frame` as `{"image": {"id", "type": "UPLOADED"}}`;
-- create: `POST /v2/generations` with `{model, public: false, parameters: {...}}`;
-- poll: `GET /v1/generations/{id}` → `generations_by_pk.status` PENDING / COMPLETE / FAILED,
-  the clip at `generated_images[0].motionMP4URL`;
-- account: `GET /v1/me`.
-
-Choices where the docs disagree or are silent (B.2, B.13):
+Choices where the docs disagree or are silent (PROVIDERS.md B.2, B.13):
 - the audio switch is sent as `motion_has_audio` (the v2 schema); if a 400 names that field
   we retry once with `audio` (the LTX 2.3 guide) and remember what worked;
 - `seed` is sent when the member gave one (the guide lists it, the schema does not); if a 400
   names it we retry without it and report a provider adjustment "seed → none";
 - `prompt_enhance: "OFF"` so the member's prompt reaches the model verbatim; `duration`,
   `width`, `height`, `quantity: 1` and a matching (deprecated) `mode` are always sent;
+- the presigned image upload goes *without* our Authorization header;
 - `generations_by_pk: null` right after submit, and COMPLETE without a URL yet, count as
   "still running" for a grace period;
 - cancel: Leonardo has no cancel. `DELETE /v1/generations/{id}` exists, but deleting neither
@@ -33,22 +23,18 @@ import logging
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import BaseModel
 
 from bot.negotiation import negotiate
 from bot.pricing import (
     DEFAULT_LEONARDO_RATES,
     LEONARDO_FAST,
-    LEONARDO_PRO,
     LeonardoRates,
     leonardo_price_per_second,
-    leonardo_tier,
 )
 from bot.providers.base import (
     Adjustment,
@@ -62,13 +48,11 @@ from bot.providers.base import (
     NotReadyError,
     ProviderError,
     ProviderJob,
-    ProviderLimits,
     TransientError,
     VideoRequest,
 )
 from bot.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
-    TolerantModel,
     URLGuard,
     finite_number,
     host_of,
@@ -78,58 +62,27 @@ from bot.providers.http import (
     send,
     stream_to_file,
 )
+from bot.providers.leonardo.limits import MODELS, limits_for
+from bot.providers.leonardo.wire import (
+    AUDIO_FIELDS,
+    FrameGuidance,
+    GenerationAnswer,
+    GenerationBody,
+    Guidances,
+    ImageRef,
+    InitImageAnswer,
+    InitImageUpload,
+    LtxParameters,
+    MeAnswer,
+    parse_generation,
+    resolution_mode,
+    video_url,
+)
 
 log = logging.getLogger(__name__)
 
 LABEL = "Leonardo"
-MODELS = (LEONARDO_PRO, LEONARDO_FAST)
-SIZES: tuple[tuple[int, int], ...] = (
-    (1920, 1080),
-    (1080, 1920),
-    (2560, 1440),
-    (1440, 2560),
-    (3840, 2160),
-    (2160, 3840),
-)
-DURATIONS = {LEONARDO_PRO: (6, 8, 10), LEONARDO_FAST: tuple(range(6, 21, 2))}
-AUDIO_FIELDS = ("motion_has_audio", "audio")
 _SEED = re.compile(r"\bseed\b")
-
-LIMITS = ProviderLimits(
-    models=MODELS,
-    default_model=LEONARDO_FAST,
-    durations=DURATIONS[LEONARDO_FAST],
-    default_duration=8,  # the guide's default; always sent explicitly (the schema says 6)
-    # Leonardo takes no fps; LTX-2.3 clips come out at a fixed rate, which we take as 25.
-    fps_options=(25,),
-    default_fps=25,
-    aspect_ratios=("16:9", "9:16"),
-    default_aspect_ratio="16:9",
-    sizes=SIZES,
-    aspect_sizes={"16:9": (1920, 1080), "9:16": (1080, 1920)},
-    supports_image=True,
-    supports_frames=True,
-    supports_seed=True,
-    supports_audio_toggle=True,
-    max_prompt_chars=5000,
-    job_expiry=None,  # outputs do not expire
-    # Published defaults: 2000 requests/min over all endpoints, 100/min on create endpoints.
-    # Video concurrency is not published; `check()` reports the key's real apiConcurrencySlots.
-    requests_per_minute=2000,
-    submits_per_minute=100,
-    max_concurrency=5,
-    durations_by_model=DURATIONS,
-)
-
-
-def limits_for(model: str) -> ProviderLimits:
-    if model not in MODELS:
-        raise ValueError(f"unknown Leonardo model {model!r}; use one of {', '.join(MODELS)}")
-    return replace(LIMITS, default_model=model, durations=DURATIONS[model])
-
-
-def resolution_mode(width: int, height: int) -> str:
-    return f"RESOLUTION_{leonardo_tier(width, height)}"
 
 
 def normalise_base_url(base_url: str) -> str:
@@ -139,158 +92,6 @@ def normalise_base_url(base_url: str) -> str:
         if base.endswith(suffix):
             base = base[: -len(suffix)]
     return base
-
-
-@dataclass(frozen=True)
-class InitImageUpload:
-    id: str
-    url: str
-    fields: dict[str, str]
-    key: str | None = None
-
-
-# ----- request body (POST /v2/generations) ---------------------------------------------
-
-
-class ImageRef(BaseModel):
-    id: str
-    type: Literal["UPLOADED"] = "UPLOADED"
-
-
-class FrameGuidance(BaseModel):
-    image: ImageRef
-
-
-class Guidances(BaseModel):
-    start_frame: list[FrameGuidance] | None = None
-    end_frame: list[FrameGuidance] | None = None
-
-
-class LtxParameters(BaseModel):
-    prompt: str
-    quantity: int = 1
-    width: int
-    height: int
-    duration: int
-    mode: str
-    prompt_enhance: Literal["AUTO", "ON", "OFF"] = "OFF"
-    seed: int | None = None
-    guidances: Guidances | None = None
-
-
-class GenerationBody(BaseModel):
-    model: str
-    public: bool = False
-    parameters: LtxParameters
-
-    def to_json(self, *, audio_field: str, audio: bool) -> dict[str, Any]:
-        """The JSON body; the audio switch goes in under the name being tried."""
-        data = self.model_dump(mode="json", exclude_none=True)
-        data["parameters"][audio_field] = audio
-        return data
-
-
-# ----- answers (shapes partly unknown: every field optional, extras kept) ---------------
-
-
-class UploadInitImage(TolerantModel):
-    id: Any = None
-    url: Any = None
-    fields: Any = None
-    key: Any = None
-
-
-class InitImageAnswer(TolerantModel):
-    uploadInitImage: UploadInitImage | None = None
-
-
-class GenerationRecord(TolerantModel):
-    id: Any = None
-    status: Any = None
-    generated_images: list[Any] | None = None
-    generated_videos: list[Any] | None = None
-    failureReason: Any = None
-    error: Any = None
-
-
-class GenerationAnswer(TolerantModel):
-    generations_by_pk: GenerationRecord | None = None
-
-
-class UserDetails(TolerantModel):
-    apiPaidTokens: Any = None
-    apiSubscriptionTokens: Any = None
-    paidTokens: Any = None
-    subscriptionTokens: Any = None
-    apiConcurrencySlots: Any = None
-
-
-class MeAnswer(TolerantModel):
-    user_details: list[UserDetails] | None = None
-
-
-def parse_generation(data: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
-    """(generation id, cost) from a create answer, wherever the id sits."""
-    candidates: list[Mapping[str, Any]] = [data]
-    for key in ("generate", "sdGenerationJob", "motionVideoGenerationJob", "generation"):
-        nested = data.get(key)
-        if isinstance(nested, Mapping):
-            candidates.append(nested)
-    candidates.extend(v for v in data.values() if isinstance(v, Mapping) and v not in candidates)
-    gen_id: str | None = None
-    cost: dict[str, Any] | None = None
-    for item in candidates:
-        value = item.get("generationId") or item.get("generation_id")
-        if gen_id is None and isinstance(value, (str, int)) and str(value):
-            gen_id = str(value)
-        if cost is None:
-            cost = _parse_cost(item)
-    return gen_id, cost
-
-
-def _parse_cost(item: Mapping[str, Any]) -> dict[str, Any] | None:
-    raw = item.get("cost")
-    if isinstance(raw, Mapping) and raw.get("amount") is not None:
-        amount = _float(raw.get("amount"))
-        if amount is not None:
-            return {"amount": amount, "unit": str(raw.get("unit") or "CREDITS").upper()}
-    credits = _float(item.get("apiCreditCost"))
-    if credits is not None:
-        return {"amount": credits, "unit": "CREDITS"}
-    return None
-
-
-def _float(value: Any) -> float | None:
-    return finite_number(value)
-
-
-def _video_url(generation: GenerationRecord) -> str | None:
-    for list_key in ("generated_images", "generated_videos"):
-        items = getattr(generation, list_key)
-        if not isinstance(items, list):
-            continue
-        for item in items:
-            if not isinstance(item, Mapping):
-                continue
-            for key in ("motionMP4URL", "videoUrl", "video_url"):
-                value = item.get(key)
-                if isinstance(value, str) and value.startswith(("http://", "https://")):
-                    return value
-            url = item.get("url")
-            if (
-                isinstance(url, str)
-                and url.startswith(("http://", "https://"))
-                and (list_key == "generated_videos" or _mp4_path(url))
-            ):
-                return url
-    return None
-
-
-def _mp4_path(url: str) -> bool:
-    try:
-        return httpx.URL(url).path.endswith(".mp4")
-    except httpx.InvalidURL:
-        return False
 
 
 class LeonardoProvider:
@@ -569,7 +370,7 @@ class LeonardoProvider:
             )
         if word != "COMPLETE":
             return JobStatus(state=JobState.RUNNING)
-        url = _video_url(generation)
+        url = video_url(generation)
         if url is not None:
             self._result_urls[job.job_id] = url
             self._complete_without_url.pop(job.job_id, None)
@@ -633,12 +434,12 @@ class LeonardoProvider:
             ("paidTokens", "paid"),
             ("subscriptionTokens", "subscription"),
         ):
-            value = _float(getattr(first, key))
+            value = finite_number(getattr(first, key))
             if value is not None:
                 balances.append(f"{label} {value:g}")
         if balances:
             parts.append("credits: " + ", ".join(balances))
-        slots = _float(first.apiConcurrencySlots)
+        slots = finite_number(first.apiConcurrencySlots)
         if slots is not None:
             parts.append(f"concurrency slots: {slots:g}")
         return CheckResult(provider=self.name, ok=True, detail="; ".join(parts))
