@@ -5,7 +5,7 @@ the `conn` of a caller's `async with db.transaction() as conn:` block, so a chan
 written atomically with its audit entry.
 
 Allowance seconds: `None` means unlimited, `0` means no allowance at all. A role or member
-without a row has no allowance of its own (the next rule applies, see `bot.quota`).
+without a row has no allowance of its own (the next rule applies, see `bot.quota.rules`).
 """
 
 from __future__ import annotations

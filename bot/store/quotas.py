@@ -1,4 +1,4 @@
-"""The quota ledger (SQL only; the rules live in `bot.quota`).
+"""The quota ledger (SQL only; the rules live in `bot.quota.rules`, its use in `bot.quota.ledger`).
 
 `quota_ledger` is append-only. Entry kinds and their `seconds` / `cost_usd`:
 
