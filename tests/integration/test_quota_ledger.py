@@ -9,8 +9,8 @@ import aiosqlite
 import pytest
 
 from bot import quota
-from bot.quota import ledger as quota_ledger
 from bot.db import Database, to_db_time
+from bot.quota import ledger as quota_ledger
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
 

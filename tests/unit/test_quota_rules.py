@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from bot import quota
-from cogs import timefmt
 from bot.store.guilds import MemberAllowance, RoleAllowance
 from bot.store.quotas import JobCharge
+from cogs import timefmt
 
 T0 = datetime(2025, 3, 30, 0, 30, tzinfo=UTC)  # the night Europe moves its clocks
 
