@@ -20,11 +20,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.db import Database
 from bot.quota.rules import (
     EPSILON,
     Allowance,
@@ -42,7 +40,7 @@ from bot.quota.rules import (
 )
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
-from bot.store._conn import Connection, DbOrConn
+from bot.store._conn import Connection, DbOrConn, writing
 from bot.store.guilds import DEFAULT_WINDOW_SECONDS, MemberRules
 
 
@@ -323,18 +321,16 @@ async def usage(
     default_max_concurrent: int | None = None,
 ) -> Usage:
     """A member's allowance, usage, next refill and active jobs (a consistent snapshot)."""
-    kwargs: dict[str, Any] = {
-        "guild_id": guild_id,
-        "user_id": user_id,
-        "role_ids": role_ids,
-        "now": now,
-        "default_seconds": default_seconds,
-        "default_max_concurrent": default_max_concurrent,
-    }
-    if isinstance(db, Database):
-        async with db.transaction() as conn:
-            return await usage_in(conn, **kwargs)
-    return await usage_in(db, **kwargs)
+    async with writing(db) as conn:
+        return await usage_in(
+            conn,
+            guild_id=guild_id,
+            user_id=user_id,
+            role_ids=role_ids,
+            now=now,
+            default_seconds=default_seconds,
+            default_max_concurrent=default_max_concurrent,
+        )
 
 
 async def reset_member(
