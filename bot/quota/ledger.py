@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +31,7 @@ from bot.quota.rules import (
     budget_refusal,
     concurrency_refusal,
     cooldown_refusal,
+    cooldown_until,
     fmt_seconds,
     next_month_start,
     refills,
@@ -170,10 +171,9 @@ async def reserve(
     cap = settings.max_concurrent_jobs or default_max_concurrent
     if cap is not None and snap.active >= cap:
         raise concurrency_refusal(snap.active, cap)
-    if settings.cooldown_seconds and snap.last_reserve_at is not None:
-        ready = snap.last_reserve_at + timedelta(seconds=settings.cooldown_seconds)
-        if now < ready:
-            raise cooldown_refusal(settings.cooldown_seconds, ready)
+    ready = cooldown_until(snap.last_reserve_at, settings.cooldown_seconds, now)
+    if ready is not None:
+        raise cooldown_refusal(settings.cooldown_seconds, ready)
     left: float | None = None
     if allowance.seconds is not None:
         left = allowance.seconds - sum(c.seconds for c in snap.charges)
@@ -288,10 +288,6 @@ async def usage_in(
     used = sum(c.seconds for c in charges if c.closed)
     reserved = sum(c.seconds for c in charges if not c.closed)
     schedule = refills(charges, settings.quota_window_seconds)
-    cooldown_until = None
-    if settings.cooldown_seconds and snap.last_reserve_at is not None:
-        ready = snap.last_reserve_at + timedelta(seconds=settings.cooldown_seconds)
-        cooldown_until = ready if ready > now else None
     return Usage(
         guild_id=guild_id,
         user_id=user_id,
@@ -305,7 +301,7 @@ async def usage_in(
         next_refill_seconds=schedule[0][1] if schedule else 0.0,
         active_jobs=snap.active,
         max_concurrent=settings.max_concurrent_jobs or default_max_concurrent,
-        cooldown_until=cooldown_until,
+        cooldown_until=cooldown_until(snap.last_reserve_at, settings.cooldown_seconds, now),
         hd_weight=settings.hd_weight,
     )
 

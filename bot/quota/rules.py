@@ -139,6 +139,16 @@ def available_at(
     return None
 
 
+def cooldown_until(
+    last_reserve_at: datetime | None, cooldown_seconds: int, now: datetime
+) -> datetime | None:
+    """When the member may reserve again after their latest reservation (None: now)."""
+    if not cooldown_seconds or last_reserve_at is None:
+        return None
+    ready = last_reserve_at + timedelta(seconds=cooldown_seconds)
+    return ready if ready > now else None
+
+
 def fmt_seconds(value: float) -> str:
     if abs(value - round(value)) < 0.05:
         return f"{round(value):,} s"
