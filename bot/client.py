@@ -88,7 +88,6 @@ class DeliveryRouter:
                 result_channel_id=channel_id,
                 result_message_id=message_id,
             )
-            self.bot.modlog.wake()
         except Exception:
             log.exception("could not write the audit entry of job %s", job.id)
 

@@ -3,15 +3,19 @@
 All writes that must be atomic go through `Database.transaction()`, which serialises
 writers on this connection with an asyncio lock and opens `BEGIN IMMEDIATE`, so a
 read-check-write sequence (quota reservation, job creation) cannot interleave with
-another task's.
+another task's. Code running inside a transaction can find it with
+`current_transaction(conn)` and register `after_commit` callbacks (run once COMMIT has
+succeeded, dropped on rollback), e.g. to wake a worker that must see the new rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 Row = aiosqlite.Row
+
+log = logging.getLogger(__name__)
 
 
 class MigrationError(Exception):
@@ -58,6 +64,40 @@ def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str
     return found
 
 
+class Transaction:
+    """The `Database.transaction()` a task has open: its database, its connection, and the
+    callbacks to run after its COMMIT (see `current_transaction`)."""
+
+    def __init__(self, db: Database, conn: aiosqlite.Connection) -> None:
+        self.db = db
+        self.conn = conn
+        self.open = True
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed (never if it rolls back)."""
+        if not self.open:
+            raise RuntimeError("the transaction is already over")
+        self._after_commit.append(callback)
+
+    def _committed(self) -> None:
+        for callback in self._after_commit:
+            try:
+                callback()
+            except Exception:  # the data is committed: a callback must not undo the caller
+                log.exception("after-commit callback %r failed", callback)
+
+
+_current: ContextVar[Transaction | None] = ContextVar("bot_db_transaction", default=None)
+
+
+def current_transaction(conn: aiosqlite.Connection) -> Transaction | None:
+    """The transaction this task has open on `conn`; None when there is none (then each
+    statement on `conn` commits by itself)."""
+    tx = _current.get()
+    return tx if tx is not None and tx.open and tx.conn is conn else None
+
+
 class Database:
     """A single shared aiosqlite connection with a writer lock."""
 
@@ -87,16 +127,27 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """`BEGIN IMMEDIATE` … `COMMIT` (or `ROLLBACK` on error), serialised."""
+        """`BEGIN IMMEDIATE` … `COMMIT` (or `ROLLBACK` on error), serialised.
+
+        Callbacks registered with `current_transaction(conn).after_commit` run after the
+        COMMIT, once the lock is released; on rollback they are dropped.
+        """
         async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            tx = Transaction(self, self.conn)
+            token = _current.set(tx)
             try:
-                yield self.conn
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            else:
-                await self.conn.execute("COMMIT")
+                await self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    await self.conn.execute("ROLLBACK")
+                    raise
+                else:
+                    await self.conn.execute("COMMIT")
+            finally:
+                tx.open = False
+                _current.reset(token)
+        tx._committed()
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one write statement in its own transaction; returns lastrowid."""

@@ -235,20 +235,15 @@ class VideoService:
         return Admitted(job_id=job_id, request=request)
 
     async def _refusal(self, who: Requester, kind: str, message: str, prompt: str) -> None:
-        if who.guild_id is None:
-            return
-        async with self.db.transaction() as conn:
-            await moderation.audit(
-                conn,
-                guild_id=who.guild_id,
-                kind="refusal",
-                summary=f"refused ({kind}): {message}",
-                actor_id=who.user_id,
-                target_id=who.user_id,
-                channel_id=who.channel_id,
-                data={"reason": kind, "message": message, "prompt": prompt},
-                now=utcnow(),
-            )
+        await moderation.audit_refusal(
+            self.db,
+            guild_id=who.guild_id,
+            user_id=who.user_id,
+            channel_id=who.channel_id,
+            reason=kind,
+            message=message,
+            prompt=prompt,
+        )
 
     # ----- resolution choices (autocomplete) ---------------------------------------------
 

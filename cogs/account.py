@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot import quota
 from bot.db import utcnow
 from bot.store import jobs as job_store
+from cogs.ui import timefmt
 from cogs.ui.checks import has_manage_guild
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ def quota_embed(usage: quota.Usage, *, name: str) -> discord.Embed:
     )
     if usage.next_refill_at is not None:
         refill = (
-            f"{quota.fmt_seconds(usage.next_refill_seconds)} at {quota.when(usage.next_refill_at)}"
+            f"{quota.fmt_seconds(usage.next_refill_seconds)} at "
+            f"{timefmt.when(usage.next_refill_at)}"
         )
     else:
         refill = "nothing to refill"
@@ -70,7 +72,7 @@ def quota_embed(usage: quota.Usage, *, name: str) -> discord.Embed:
     embed.add_field(name="Active jobs", value=f"{usage.active_jobs}{cap}")
     if usage.cooldown_until is not None:
         embed.add_field(
-            name="Cooldown", value=f"next clip {quota.discord_time(usage.cooldown_until, 'R')}"
+            name="Cooldown", value=f"next clip {timefmt.discord_time(usage.cooldown_until, 'R')}"
         )
     embed.set_footer(
         text=f"Rolling {quota.fmt_window(usage.window_seconds)} window. HD clips (more than "
@@ -90,7 +92,7 @@ def jobs_embed(records: Sequence[Any], *, name: str) -> discord.Embed:
         icon = STATUS_ICONS.get(str(job.status), "•")
         line = (
             f"{icon} **#{job.id}** {job.status} · {quota.fmt_seconds(job.seconds)} · "
-            f"${job.cost_usd:.2f} · {quota.discord_time(job.created_at, 'R')}"
+            f"${job.cost_usd:.2f} · {timefmt.discord_time(job.created_at, 'R')}"
         )
         block = f"{line}\n> {_preview(job.prompt)}"
         if job.failure_reason and str(job.status) in ("failed", "expired", "cancelled"):

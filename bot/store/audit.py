@@ -8,16 +8,14 @@ holds the entries still to be posted to a guild's log channel.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.db import Database, from_db_time, to_db_time
-
-DbOrConn = Database | aiosqlite.Connection
+from bot.store._conn import Connection, DbOrConn, Row, fetchall
 
 _COLUMNS = "id, guild_id, at, kind, actor_id, target_id, channel_id, job_id, summary, data_json"
 
@@ -48,13 +46,7 @@ class OutboxItem(BaseModel):
     channel_id: int | None  # the guild's log channel now (None: it was turned off)
 
 
-async def _rows(target: DbOrConn, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-    if isinstance(target, Database):
-        return await target.fetchall(sql, params)
-    return list(await target.execute_fetchall(sql, params))
-
-
-def _entry(row: aiosqlite.Row) -> AuditEntry:
+def _entry(row: Row) -> AuditEntry:
     try:
         data = json.loads(row["data_json"] or "{}")
     except ValueError:
@@ -77,7 +69,7 @@ def _entry(row: aiosqlite.Row) -> AuditEntry:
 
 
 async def insert_entry(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     guild_id: int | None,
     at: datetime,
@@ -99,7 +91,7 @@ async def insert_entry(
 
 
 async def get_entry(target: DbOrConn, audit_id: int) -> AuditEntry | None:
-    rows = await _rows(target, f"SELECT {_COLUMNS} FROM audit_log WHERE id = ?", (audit_id,))  # noqa: S608
+    rows = await fetchall(target, f"SELECT {_COLUMNS} FROM audit_log WHERE id = ?", (audit_id,))  # noqa: S608
     return _entry(rows[0]) if rows else None
 
 
@@ -122,7 +114,7 @@ async def recent_entries(
         params.append(before_id)
     sql += " ORDER BY id DESC LIMIT ?"
     params.append(limit)
-    return [_entry(r) for r in await _rows(target, sql, params)]
+    return [_entry(r) for r in await fetchall(target, sql, params)]
 
 
 async def iter_entries_between(
@@ -144,11 +136,11 @@ async def iter_entries_between(
 
 
 async def audit_guild_ids(target: DbOrConn) -> list[int | None]:
-    rows = await _rows(target, "SELECT DISTINCT guild_id FROM audit_log")
+    rows = await fetchall(target, "SELECT DISTINCT guild_id FROM audit_log")
     return [r[0] for r in rows]
 
 
-async def prune_before(conn: aiosqlite.Connection, guild_id: int | None, cutoff: datetime) -> int:
+async def prune_before(conn: Connection, guild_id: int | None, cutoff: datetime) -> int:
     """Delete the guild's entries older than `cutoff` (and their pending posts).
 
     Must run inside the caller's transaction: the gate is opened and closed again within it,
@@ -170,9 +162,7 @@ async def prune_before(conn: aiosqlite.Connection, guild_id: int | None, cutoff:
 # ----- mod-log outbox --------------------------------------------------------------------
 
 
-async def enqueue_post(
-    conn: aiosqlite.Connection, audit_id: int, guild_id: int, now: datetime
-) -> bool:
+async def enqueue_post(conn: Connection, audit_id: int, guild_id: int, now: datetime) -> bool:
     """Queue the entry for the guild's log channel, if the guild has one; True if queued."""
     cursor = await conn.execute(
         "INSERT INTO modlog_outbox (audit_id, guild_id, attempts, next_try_at) "
@@ -185,7 +175,7 @@ async def enqueue_post(
 
 async def due_posts(target: DbOrConn, now: datetime, *, limit: int) -> list[OutboxItem]:
     """Due outbox rows, in audit order, with each guild's current log channel."""
-    rows = await _rows(
+    rows = await fetchall(
         target,
         "SELECT o.audit_id, o.guild_id, o.attempts, g.log_channel_id FROM modlog_outbox o "
         "LEFT JOIN guild_settings g ON g.guild_id = o.guild_id "
@@ -204,27 +194,27 @@ async def due_posts(target: DbOrConn, now: datetime, *, limit: int) -> list[Outb
 
 
 async def next_post_due(target: DbOrConn) -> datetime | None:
-    rows = await _rows(target, "SELECT MIN(next_try_at) FROM modlog_outbox")
+    rows = await fetchall(target, "SELECT MIN(next_try_at) FROM modlog_outbox")
     value = rows[0][0] if rows else None
     return from_db_time(value) if value else None
 
 
 async def pending_posts(target: DbOrConn, guild_id: int | None = None) -> int:
     if guild_id is None:
-        rows = await _rows(target, "SELECT COUNT(*) FROM modlog_outbox")
+        rows = await fetchall(target, "SELECT COUNT(*) FROM modlog_outbox")
     else:
-        rows = await _rows(
+        rows = await fetchall(
             target, "SELECT COUNT(*) FROM modlog_outbox WHERE guild_id = ?", (guild_id,)
         )
     return int(rows[0][0])
 
 
-async def post_done(conn: aiosqlite.Connection, audit_id: int) -> None:
+async def post_done(conn: Connection, audit_id: int) -> None:
     await conn.execute("DELETE FROM modlog_outbox WHERE audit_id = ?", (audit_id,))
 
 
 async def guild_posts_failed(
-    conn: aiosqlite.Connection, guild_id: int, *, now: datetime, retry_at: datetime, error: str
+    conn: Connection, guild_id: int, *, now: datetime, retry_at: datetime, error: str
 ) -> None:
     """A post to the guild's channel failed: every due row of the guild waits until
     `retry_at` (so the guild's entries stay in order) and counts one more attempt."""
@@ -235,7 +225,7 @@ async def guild_posts_failed(
     )
 
 
-async def drop_exhausted(conn: aiosqlite.Connection, max_attempts: int) -> list[tuple[int, int]]:
+async def drop_exhausted(conn: Connection, max_attempts: int) -> list[tuple[int, int]]:
     """Remove rows that failed `max_attempts` times; returns their (audit_id, guild_id)."""
     rows = list(
         await conn.execute_fetchall(

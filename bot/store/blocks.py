@@ -6,16 +6,12 @@ replaced when the member is blocked again and removed by `purge_expired_blocks`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
-from bot.db import Database, from_db_time, to_db_time
-
-DbOrConn = Database | aiosqlite.Connection
+from bot.db import from_db_time, to_db_time
+from bot.store._conn import Connection, DbOrConn, Row, fetchall
 
 
 class BlockedMember(BaseModel):
@@ -43,13 +39,7 @@ class BlockedTerm(BaseModel):
     created_at: datetime
 
 
-async def _rows(target: DbOrConn, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-    if isinstance(target, Database):
-        return await target.fetchall(sql, params)
-    return list(await target.execute_fetchall(sql, params))
-
-
-def _member(row: aiosqlite.Row) -> BlockedMember:
+def _member(row: Row) -> BlockedMember:
     return BlockedMember(
         guild_id=row["guild_id"],
         user_id=row["user_id"],
@@ -60,7 +50,7 @@ def _member(row: aiosqlite.Row) -> BlockedMember:
     )
 
 
-def _term(row: aiosqlite.Row) -> BlockedTerm:
+def _term(row: Row) -> BlockedTerm:
     return BlockedTerm(
         id=row["id"],
         guild_id=row["guild_id"],
@@ -76,20 +66,10 @@ def _term(row: aiosqlite.Row) -> BlockedTerm:
 _MEMBER_COLUMNS = "guild_id, user_id, reason, blocked_by, created_at, expires_at"
 
 
-async def get_block(target: DbOrConn, guild_id: int, user_id: int) -> BlockedMember | None:
-    """The member's block row, active or expired."""
-    rows = await _rows(
-        target,
-        f"SELECT {_MEMBER_COLUMNS} FROM blocked_members WHERE guild_id = ? AND user_id = ?",  # noqa: S608
-        (guild_id, user_id),
-    )
-    return _member(rows[0]) if rows else None
-
-
 async def active_block(
     target: DbOrConn, guild_id: int, user_id: int, now: datetime
 ) -> BlockedMember | None:
-    rows = await _rows(
+    rows = await fetchall(
         target,
         f"SELECT {_MEMBER_COLUMNS} FROM blocked_members WHERE guild_id = ? AND user_id = ? "  # noqa: S608
         "AND (expires_at IS NULL OR expires_at > ?)",
@@ -99,7 +79,7 @@ async def active_block(
 
 
 async def list_active_blocks(target: DbOrConn, guild_id: int, now: datetime) -> list[BlockedMember]:
-    rows = await _rows(
+    rows = await fetchall(
         target,
         f"SELECT {_MEMBER_COLUMNS} FROM blocked_members WHERE guild_id = ? "  # noqa: S608
         "AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at",
@@ -108,7 +88,7 @@ async def list_active_blocks(target: DbOrConn, guild_id: int, now: datetime) -> 
     return [_member(r) for r in rows]
 
 
-async def put_block(conn: aiosqlite.Connection, block: BlockedMember) -> None:
+async def put_block(conn: Connection, block: BlockedMember) -> None:
     await conn.execute(
         f"INSERT INTO blocked_members ({_MEMBER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "  # noqa: S608
         "ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason, "
@@ -125,13 +105,13 @@ async def put_block(conn: aiosqlite.Connection, block: BlockedMember) -> None:
     )
 
 
-async def delete_block(conn: aiosqlite.Connection, guild_id: int, user_id: int) -> None:
+async def delete_block(conn: Connection, guild_id: int, user_id: int) -> None:
     await conn.execute(
         "DELETE FROM blocked_members WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
     )
 
 
-async def purge_expired_blocks(conn: aiosqlite.Connection, now: datetime) -> int:
+async def purge_expired_blocks(conn: Connection, now: datetime) -> int:
     cursor = await conn.execute(
         "DELETE FROM blocked_members WHERE expires_at IS NOT NULL AND expires_at <= ?",
         (to_db_time(now),),
@@ -145,7 +125,7 @@ _TERM_COLUMNS = "id, guild_id, pattern, is_regex, added_by, created_at"
 
 
 async def list_terms(target: DbOrConn, guild_id: int) -> list[BlockedTerm]:
-    rows = await _rows(
+    rows = await fetchall(
         target,
         f"SELECT {_TERM_COLUMNS} FROM blocked_terms WHERE guild_id = ? ORDER BY id",  # noqa: S608
         (guild_id,),
@@ -153,17 +133,8 @@ async def list_terms(target: DbOrConn, guild_id: int) -> list[BlockedTerm]:
     return [_term(r) for r in rows]
 
 
-async def get_term(target: DbOrConn, guild_id: int, term_id: int) -> BlockedTerm | None:
-    rows = await _rows(
-        target,
-        f"SELECT {_TERM_COLUMNS} FROM blocked_terms WHERE guild_id = ? AND id = ?",  # noqa: S608
-        (guild_id, term_id),
-    )
-    return _term(rows[0]) if rows else None
-
-
 async def insert_term(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     guild_id: int,
     pattern: str,
@@ -186,7 +157,7 @@ async def insert_term(
     )
 
 
-async def delete_term(conn: aiosqlite.Connection, guild_id: int, term_id: int) -> None:
+async def delete_term(conn: Connection, guild_id: int, term_id: int) -> None:
     await conn.execute(
         "DELETE FROM blocked_terms WHERE guild_id = ? AND id = ?", (guild_id, term_id)
     )

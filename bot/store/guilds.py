@@ -5,23 +5,20 @@ the `conn` of a caller's `async with db.transaction() as conn:` block, so a chan
 written atomically with its audit entry.
 
 Allowance seconds: `None` means unlimited, `0` means no allowance at all. A role or member
-without a row has no allowance of its own (the next rule applies, see `bot.quota`).
+without a row has no allowance of its own (the next rule applies, see `bot.quota.rules`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.db import Database, from_db_time, to_db_time, utcnow
-
-DbOrConn = Database | aiosqlite.Connection
+from bot.db import from_db_time, to_db_time, utcnow
+from bot.store._conn import Connection, DbOrConn, Row, fetchall, writing
 
 DEFAULT_WINDOW_SECONDS = 86_400
 DEFAULT_HD_WEIGHT = 2.0
@@ -96,22 +93,7 @@ class MemberAllowance(BaseModel):
 # ----- helpers ---------------------------------------------------------------------------
 
 
-async def _fetchall(target: DbOrConn, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-    if isinstance(target, Database):
-        return await target.fetchall(sql, params)
-    return list(await target.execute_fetchall(sql, params))
-
-
-@asynccontextmanager
-async def _writing(target: DbOrConn) -> AsyncIterator[aiosqlite.Connection]:
-    if isinstance(target, Database):
-        async with target.transaction() as conn:
-            yield conn
-    else:
-        yield target
-
-
-def _settings_from_row(guild_id: int, row: aiosqlite.Row | None) -> GuildSettings:
+def _settings_from_row(guild_id: int, row: Row | None) -> GuildSettings:
     if row is None:
         return GuildSettings(guild_id=guild_id)
     values: dict[str, Any] = {k: row[k] for k in SETTINGS_FIELDS if row[k] is not None}
@@ -122,7 +104,7 @@ def _settings_from_row(guild_id: int, row: aiosqlite.Row | None) -> GuildSetting
 
 
 async def get_guild_settings(target: DbOrConn, guild_id: int) -> GuildSettings:
-    rows = await _fetchall(
+    rows = await fetchall(
         target,
         f"SELECT {_COLUMNS}, updated_at FROM guild_settings WHERE guild_id = ?",  # noqa: S608
         (guild_id,),
@@ -142,7 +124,7 @@ async def update_guild_settings(
     if unknown:
         raise TypeError(f"unknown guild setting(s): {', '.join(sorted(unknown))}")
     at = to_db_time(now or utcnow())
-    async with _writing(target) as conn:
+    async with writing(target) as conn:
         rows = await conn.execute_fetchall(
             f"SELECT {_COLUMNS} FROM guild_settings WHERE guild_id = ?",  # noqa: S608
             (guild_id,),
@@ -172,7 +154,7 @@ async def update_guild_settings(
 # ----- role allowances -------------------------------------------------------------------
 
 
-def _role(row: aiosqlite.Row) -> RoleAllowance:
+def _role(row: Row) -> RoleAllowance:
     return RoleAllowance(
         guild_id=row["guild_id"],
         role_id=row["role_id"],
@@ -181,7 +163,7 @@ def _role(row: aiosqlite.Row) -> RoleAllowance:
     )
 
 
-def _member(row: aiosqlite.Row) -> MemberAllowance:
+def _member(row: Row) -> MemberAllowance:
     return MemberAllowance(
         guild_id=row["guild_id"],
         user_id=row["user_id"],
@@ -196,7 +178,7 @@ def _check_seconds(seconds: int | None) -> None:
 
 
 async def list_role_allowances(target: DbOrConn, guild_id: int) -> list[RoleAllowance]:
-    rows = await _fetchall(
+    rows = await fetchall(
         target,
         "SELECT guild_id, role_id, seconds, updated_at FROM role_allowances "
         "WHERE guild_id = ? ORDER BY role_id",
@@ -206,7 +188,7 @@ async def list_role_allowances(target: DbOrConn, guild_id: int) -> list[RoleAllo
 
 
 async def get_role_allowance(target: DbOrConn, guild_id: int, role_id: int) -> RoleAllowance | None:
-    rows = await _fetchall(
+    rows = await fetchall(
         target,
         "SELECT guild_id, role_id, seconds, updated_at FROM role_allowances "
         "WHERE guild_id = ? AND role_id = ?",
@@ -220,7 +202,7 @@ async def set_role_allowance(
 ) -> RoleAllowance | None:
     """Give a role an allowance (`None`: unlimited); returns the previous one, if any."""
     _check_seconds(seconds)
-    async with _writing(target) as conn:
+    async with writing(target) as conn:
         previous = await get_role_allowance(conn, guild_id, role_id)
         await conn.execute(
             "INSERT INTO role_allowances (guild_id, role_id, seconds, updated_at) "
@@ -235,7 +217,7 @@ async def remove_role_allowance(
     target: DbOrConn, guild_id: int, role_id: int
 ) -> RoleAllowance | None:
     """Remove a role's allowance; returns what was removed (None if there was none)."""
-    async with _writing(target) as conn:
+    async with writing(target) as conn:
         previous = await get_role_allowance(conn, guild_id, role_id)
         await conn.execute(
             "DELETE FROM role_allowances WHERE guild_id = ? AND role_id = ?", (guild_id, role_id)
@@ -247,7 +229,7 @@ async def remove_role_allowance(
 
 
 async def list_member_allowances(target: DbOrConn, guild_id: int) -> list[MemberAllowance]:
-    rows = await _fetchall(
+    rows = await fetchall(
         target,
         "SELECT guild_id, user_id, seconds, updated_at FROM member_allowances "
         "WHERE guild_id = ? ORDER BY user_id",
@@ -259,7 +241,7 @@ async def list_member_allowances(target: DbOrConn, guild_id: int) -> list[Member
 async def get_member_allowance(
     target: DbOrConn, guild_id: int, user_id: int
 ) -> MemberAllowance | None:
-    rows = await _fetchall(
+    rows = await fetchall(
         target,
         "SELECT guild_id, user_id, seconds, updated_at FROM member_allowances "
         "WHERE guild_id = ? AND user_id = ?",
@@ -273,7 +255,7 @@ async def set_member_allowance(
 ) -> MemberAllowance | None:
     """Override a member's allowance (`None`: unlimited, 0: none); returns the previous."""
     _check_seconds(seconds)
-    async with _writing(target) as conn:
+    async with writing(target) as conn:
         previous = await get_member_allowance(conn, guild_id, user_id)
         await conn.execute(
             "INSERT INTO member_allowances (guild_id, user_id, seconds, updated_at) "
@@ -287,7 +269,7 @@ async def set_member_allowance(
 async def remove_member_allowance(
     target: DbOrConn, guild_id: int, user_id: int
 ) -> MemberAllowance | None:
-    async with _writing(target) as conn:
+    async with writing(target) as conn:
         previous = await get_member_allowance(conn, guild_id, user_id)
         await conn.execute(
             "DELETE FROM member_allowances WHERE guild_id = ? AND user_id = ?",
@@ -325,7 +307,7 @@ def rules_params(guild_id: int, user_id: int, role_ids: Sequence[int]) -> dict[s
     return {"g": guild_id, "u": user_id, "roles": json.dumps(list(dict.fromkeys(role_ids)))}
 
 
-def rules_from_row(guild_id: int, user_id: int, row: aiosqlite.Row) -> MemberRules:
+def rules_from_row(guild_id: int, user_id: int, row: Row) -> MemberRules:
     settings = GuildSettings(guild_id=guild_id)
     if row["rules_settings"] is not None:
         values = {k: v for k, v in json.loads(row["rules_settings"]).items() if v is not None}
@@ -347,7 +329,7 @@ def rules_from_row(guild_id: int, user_id: int, row: aiosqlite.Row) -> MemberRul
 
 
 async def member_rules(
-    conn: aiosqlite.Connection, guild_id: int, user_id: int, role_ids: Sequence[int]
+    conn: Connection, guild_id: int, user_id: int, role_ids: Sequence[int]
 ) -> MemberRules:
     """The guild's settings, the member's override and the allowances of the given roles."""
     rows = await conn.execute_fetchall(

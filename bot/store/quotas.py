@@ -1,4 +1,4 @@
-"""The quota ledger (SQL only; the rules live in `bot.quota`).
+"""The quota ledger (SQL only; the rules live in `bot.quota.rules`, its use in `bot.quota.ledger`).
 
 `quota_ledger` is append-only. Entry kinds and their `seconds` / `cost_usd`:
 
@@ -16,7 +16,7 @@ for `cost_usd`). A job's entries all count at the time of its `reserve` entry: t
 when its seconds leave the rolling window again, whenever it settled.
 
 A reserve entry's `note` keeps its unweighted figures as JSON (`reserve_note`) so that
-`settle` applies the reservation's own HD weight. migrations/0003_quota.sql enforces one
+`settle` applies the reservation's own HD weight. migrations/0002_quota.sql enforces one
 reserve and one closing entry per job, refuses UPDATEs, and keeps `quota_guild_spend`
 (USD per guild and calendar month of reservation) from every insert by a trigger.
 
@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
 from bot.db import from_db_time, to_db_time
+from bot.store._conn import Connection, Row
 from bot.store.guilds import RULES_COLUMNS_SQL, MemberRules, rules_from_row, rules_params
 
 EntryKind = Literal["reserve", "settle", "refund", "reset"]
@@ -91,7 +91,7 @@ class ReservationRow(BaseModel):
     closed_by: EntryKind | None
 
 
-def _entry(row: aiosqlite.Row) -> LedgerEntry:
+def _entry(row: Row) -> LedgerEntry:
     return LedgerEntry(
         id=row["id"],
         guild_id=row["guild_id"],
@@ -106,7 +106,7 @@ def _entry(row: aiosqlite.Row) -> LedgerEntry:
 
 
 async def insert_entry(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     guild_id: int,
     user_id: int,
@@ -134,7 +134,7 @@ def reserve_note(raw_seconds: float, weight: float, width: int, height: int) -> 
 
 
 async def member_snapshot(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     guild_id: int,
     user_id: int,
     *,
@@ -229,10 +229,10 @@ def month_key(at: datetime) -> str:
     return to_db_time(at)[:7]
 
 
-async def guild_spend(conn: aiosqlite.Connection, guild_id: int, *, month: str) -> float:
+async def guild_spend(conn: Connection, guild_id: int, *, month: str) -> float:
     """USD of the guild's jobs reserved in `month` ('YYYY-MM'), net of settles and refunds.
 
-    Kept by the trigger in migrations/0003_quota.sql, from the ledger, in the same
+    Kept by the trigger in migrations/0002_quota.sql, from the ledger, in the same
     transaction as each entry.
     """
     rows = await conn.execute_fetchall(
@@ -242,9 +242,7 @@ async def guild_spend(conn: aiosqlite.Connection, guild_id: int, *, month: str) 
     return float(next(iter(rows))[0])
 
 
-async def guild_spend_from_ledger(
-    conn: aiosqlite.Connection, guild_id: int, *, month: str
-) -> float:
+async def guild_spend_from_ledger(conn: Connection, guild_id: int, *, month: str) -> float:
     """The same figure summed from the ledger itself (for checks and tests)."""
     rows = await conn.execute_fetchall(
         "SELECT COALESCE(SUM(l.cost_usd), 0) FROM quota_ledger r "
@@ -255,14 +253,14 @@ async def guild_spend_from_ledger(
     return float(next(iter(rows))[0])
 
 
-async def job_entries(conn: aiosqlite.Connection, job_id: int) -> list[LedgerEntry]:
+async def job_entries(conn: Connection, job_id: int) -> list[LedgerEntry]:
     rows = await conn.execute_fetchall(
         "SELECT * FROM quota_ledger WHERE job_id = ? ORDER BY id", (job_id,)
     )
     return [_entry(r) for r in rows]
 
 
-async def reservation(conn: aiosqlite.Connection, job_id: int) -> ReservationRow | None:
+async def reservation(conn: Connection, job_id: int) -> ReservationRow | None:
     """The job's reserve entry, its unweighted figures and closing kind (None: none)."""
     entries = await job_entries(conn, job_id)
     reserve = next((e for e in entries if e.kind == "reserve"), None)
@@ -273,13 +271,3 @@ async def reservation(conn: aiosqlite.Connection, job_id: int) -> ReservationRow
     weight = float(info.get("weight", 1.0))
     raw = float(info.get("raw_seconds", reserve.seconds / weight))
     return ReservationRow(entry=reserve, raw_seconds=raw, weight=weight, closed_by=closed_by)
-
-
-async def member_entries(
-    conn: aiosqlite.Connection, guild_id: int, user_id: int, *, limit: int = 1000
-) -> list[LedgerEntry]:
-    rows = await conn.execute_fetchall(
-        "SELECT * FROM quota_ledger WHERE guild_id = ? AND user_id = ? ORDER BY id DESC LIMIT ?",
-        (guild_id, user_id, limit),
-    )
-    return [_entry(r) for r in reversed(list(rows))]

@@ -116,9 +116,6 @@ async def _run(
         await interaction.followup.send(embed=result, ephemeral=True, allowed_mentions=NONE)
         return
     if isinstance(result, Change):
-        modlog = getattr(interaction.client, "modlog", None)
-        if modlog is not None:
-            modlog.wake()  # post the audit entry to the mod-log channel now
         result = f"Done — {result.summary}."
     await interaction.followup.send(result, ephemeral=True, allowed_mentions=NONE)
 

@@ -134,11 +134,6 @@ class AdminCog(commands.Cog):
             embed=pages[0], view=view, ephemeral=True, allowed_mentions=NONE, wait=True
         )
 
-    def _wake_modlog(self) -> None:
-        modlog = getattr(self.bot, "modlog", None)
-        if modlog is not None:
-            modlog.wake()
-
     # ----- logchannel -------------------------------------------------------------------
 
     @videoadmin.command(name="logchannel", description="Set the channel that logs /video activity")
@@ -170,7 +165,6 @@ class AdminCog(commands.Cog):
             actor_id=interaction.user.id,
             now=utcnow(),
         )
-        self._wake_modlog()
         if channel is None:
             text = "The mod-log channel is off; entries are still kept in the audit log."
         else:
@@ -217,7 +211,6 @@ class AdminCog(commands.Cog):
         except ModerationError as exc:
             await self._reply(interaction, exc.message)
             return
-        self._wake_modlog()
         block = await moderation.active_block(self.bot.db, guild.id, member.id, utcnow())
         if block is not None and block.expires_at is not None:
             until = f"until {ts(block.expires_at)} ({ts(block.expires_at, 'R')})"
@@ -244,7 +237,6 @@ class AdminCog(commands.Cog):
         if change is None:
             await self._reply(interaction, f"{member.mention} isn't blocked.")
             return
-        self._wake_modlog()
         await self._reply(interaction, f"{member.mention} can use /video again.")
 
     @videoadmin.command(name="blocked", description="List the members blocked from /video")
@@ -288,7 +280,6 @@ class AdminCog(commands.Cog):
         except ModerationError as exc:
             await self._reply(interaction, exc.message)
             return
-        self._wake_modlog()
         shown = added.pattern.replace("`", "ˋ")
         if regex:
             text = (
@@ -319,7 +310,6 @@ class AdminCog(commands.Cog):
         except ModerationError as exc:
             await self._reply(interaction, exc.message)
             return
-        self._wake_modlog()
         kind = "expression" if removed.is_regex else "term"
         shown = removed.pattern.replace("`", "ˋ")
         await self._reply(interaction, f"Removed blocked {kind} `{shown}` (#{removed.id}).")
@@ -437,17 +427,15 @@ class AdminCog(commands.Cog):
             await self._reply(interaction, exc.message)
             return
         first, last_day = start.date().isoformat(), (end - timedelta(days=1)).date().isoformat()
-        async with self.bot.db.transaction() as conn:
-            await moderation.audit(
-                conn,
-                guild_id=guild.id,
-                kind=moderation.KIND_ADMIN,
-                summary=f"exported the audit log ({rows} entries, {first} → {last_day})",
-                actor_id=interaction.user.id,
-                data={"action": "export", "since": first, "until": last_day, "rows": rows},
-                now=now,
-            )
-        self._wake_modlog()
+        await moderation.record_export(
+            self.bot.db,
+            guild.id,
+            actor_id=interaction.user.id,
+            rows=rows,
+            first=first,
+            last=last_day,
+            now=now,
+        )
         file = discord.File(io.BytesIO(data), filename=f"audit-{guild.id}-{first}-{last_day}.csv")
         await self._reply(
             interaction,
@@ -475,7 +463,6 @@ class AdminCog(commands.Cog):
         except ModerationError as exc:
             await self._reply(interaction, exc.message)
             return
-        self._wake_modlog()
         text = f"Log entries are now kept for {days} days (was {change.old})."
         if removed:
             text += f" Removed {removed} older entries (the removal itself is logged)."

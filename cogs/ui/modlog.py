@@ -13,7 +13,8 @@ from typing import Any
 
 import discord
 
-from bot.moderation import AuditEntry, PermanentPostError, Poster
+from bot.errors import PermanentPostError
+from bot.moderation import AuditEntry, Poster
 
 log = logging.getLogger(__name__)
 

@@ -433,17 +433,6 @@ class VideoCog(commands.Cog):
         summary: str,
         **data: Any,
     ) -> None:
-        async with self.bot.db.transaction() as conn:
-            await moderation.audit(
-                conn,
-                guild_id=job.guild_id,
-                kind=kind,
-                summary=summary,
-                actor_id=interaction.user.id,
-                target_id=job.user_id,
-                channel_id=job.channel_id,
-                job_id=job.id,
-                data={"prompt": job.prompt, **data},
-                now=utcnow(),
-            )
-        self.bot.modlog.wake()
+        await moderation.audit_job_action(
+            self.bot.db, job, kind=kind, summary=summary, actor_id=interaction.user.id, **data
+        )

@@ -16,6 +16,7 @@ from discord import app_commands
 
 from bot import quota
 from bot.db import to_db_time, utcnow
+from bot.moderation.audit import listen
 from bot.store import guilds as guild_store
 from cogs import account
 from cogs.account import AccountCog
@@ -277,6 +278,7 @@ async def test_member_override_options(bot, db):
 async def test_guild_settings_commands(bot, db):
     wakes = []
     bot.modlog = SimpleNamespace(wake=lambda: wakes.append(1))
+    listen(db, bot.modlog.wake)  # as the real ModLog does when started
     admin = person(ADMIN, manage_guild=True)
     r = await run(allowance.default, bot, admin, seconds=120, window_hours=12)
     assert r.answer.content == "Done — server default allowance: 60 s per 24 h → 120 s per 12 h."

@@ -10,6 +10,7 @@ import pytest
 
 from bot import quota
 from bot.db import Database, to_db_time
+from bot.quota import ledger as quota_ledger
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
 
@@ -226,7 +227,7 @@ async def test_cooldown_since_last_reservation(db):
 
 
 async def test_guild_budget_per_calendar_month(db):
-    quota._hints.clear()  # the first reservation learns that there is a budget
+    quota_ledger._hints.clear()  # the first reservation learns that there is a budget
     await guild_store.update_guild_settings(db, G, monthly_budget_usd=1.0)
     end_of_june = datetime(2025, 6, 30, 23, 0, tzinfo=UTC)
     a = await submit(db, seconds=1, cost=0.6, now=end_of_june, user_id=1)
@@ -399,13 +400,13 @@ async def test_window_setting_changes_what_counts(db):
 
 
 async def test_a_stale_window_hint_never_changes_the_answer(db):
-    quota._hints.clear()
+    quota_ledger._hints.clear()
     await submit(db, seconds=30, now=T0)  # assumed: 24 h window, no budget
     await guild_store.update_guild_settings(db, G, quota_window_seconds=3600)
     # The hint still says 24 h; the reservation must count a 1 h window.
     res = await submit(db, seconds=60, now=T0 + timedelta(hours=1))
     assert res.left_after == 0
-    assert quota._hints[G] == (3600, False)
+    assert quota_ledger._hints[G] == (3600, False)
     with pytest.raises(quota.QuotaExceeded):
         await submit(db, seconds=1, now=T0 + timedelta(hours=1, seconds=1))
 

@@ -13,6 +13,7 @@ from discord import app_commands
 
 from bot import moderation
 from bot.db import Database, utcnow
+from bot.moderation.audit import listen
 from cogs.admin.cog import AdminCog
 from cogs.ui.checks import MANAGE_GUILD_REFUSAL
 from cogs.ui.pages import Pager
@@ -121,7 +122,9 @@ def person(user_id: int, **perms: bool) -> SimpleNamespace:
 
 @pytest.fixture
 def bot(db: Database) -> SimpleNamespace:
-    return SimpleNamespace(db=db, modlog=FakeModLog(), user=SimpleNamespace(id=BOT_ID))
+    modlog = FakeModLog()
+    listen(db, modlog.wake)  # as the real ModLog does when started
+    return SimpleNamespace(db=db, modlog=modlog, user=SimpleNamespace(id=BOT_ID))
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from typing import Any
 import discord
 import pytest
 
-from bot.moderation import AuditEntry, PermanentPostError
+from bot.errors import PermanentPostError
+from bot.moderation import AuditEntry
 from cogs.ui.modlog import make_poster, render_entry
 
 AT = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 
 from bot import moderation, textmatch
 from bot.db import Database
-from bot.moderation import ModerationError
+from bot.moderation import ModerationError, prompt_rules
 from bot.store import audit as audit_store
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
@@ -221,7 +221,7 @@ async def test_regex_timeout_fails_closed(db: Database, monkeypatch) -> None:
         "VALUES (?, ?, 1, ?, ?)",
         (GUILD, "(a+)+$", ADMIN, NOW.isoformat()),
     )
-    monkeypatch.setattr(moderation, "MATCH_TIME_LIMIT_S", 0.3)
+    monkeypatch.setattr(prompt_rules, "MATCH_TIME_LIMIT_S", 0.3)
     try:
         assert await moderation.check_prompt(db, GUILD, "aaaa") is not None  # a real match
         message = await moderation.check_prompt(db, GUILD, "a" * 40 + "!")

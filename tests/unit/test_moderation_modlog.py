@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from bot import moderation
 from bot.db import Database, utcnow
-from bot.moderation import AuditEntry, ModLog, PermanentPostError
+from bot.errors import PermanentPostError
+from bot.moderation import AuditEntry, ModLog
 from bot.store import audit as audit_store
 
 GUILD = 111

@@ -9,6 +9,7 @@ import pytest
 from bot import quota
 from bot.store.guilds import MemberAllowance, RoleAllowance
 from bot.store.quotas import JobCharge
+from cogs.ui import timefmt
 
 T0 = datetime(2025, 3, 30, 0, 30, tzinfo=UTC)  # the night Europe moves its clocks
 
@@ -168,13 +169,13 @@ def test_formatting():
 def test_discord_time_rounds_up():
     at = datetime(2025, 1, 1, 14, 5, 0, 500_000, tzinfo=UTC)
     unix = int(datetime(2025, 1, 1, 14, 5, 1, tzinfo=UTC).timestamp())
-    assert quota.discord_time(at) == f"<t:{unix}:t>"
-    assert quota.when(at) == f"<t:{unix}:t> (<t:{unix}:R>)"
+    assert timefmt.discord_time(at) == f"<t:{unix}:t>"
+    assert timefmt.when(at) == f"<t:{unix}:t> (<t:{unix}:R>)"
 
 
 def test_refusal_message_names_what_is_left_and_when_it_refills():
     refill = T0 + timedelta(hours=2)
-    exc = quota._allowance_refusal(
+    exc = quota.allowance_refusal(
         allowance=quota.Allowance(seconds=60, source="guild"),
         window_seconds=86_400,
         left=12,
@@ -192,7 +193,7 @@ def test_refusal_message_names_what_is_left_and_when_it_refills():
 
 def test_refusal_message_when_first_refill_is_not_enough():
     first, second = T0 + timedelta(hours=1), T0 + timedelta(hours=3)
-    exc = quota._allowance_refusal(
+    exc = quota.allowance_refusal(
         allowance=quota.Allowance(seconds=60, source="guild"),
         window_seconds=86_400,
         left=0,
@@ -206,7 +207,7 @@ def test_refusal_message_when_first_refill_is_not_enough():
 
 
 def test_refusal_when_clip_exceeds_the_whole_allowance():
-    exc = quota._allowance_refusal(
+    exc = quota.allowance_refusal(
         allowance=quota.Allowance(seconds=10, source="guild"),
         window_seconds=86_400,
         left=10,

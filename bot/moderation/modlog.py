@@ -1,0 +1,237 @@
+"""The mod-log worker: posts queued audit entries to each guild's log channel.
+
+`ModLog` drains `modlog_outbox` in the background (per guild in audit order, retried with
+exponential backoff, dropped after `max_attempts` or on `PermanentPostError`) and applies
+retention every few hours. While started it is the database's audit listener, so every
+committed audit entry wakes it. `set_log_channel` is the audited admin change that turns
+posting on or off for a guild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
+
+from bot.db import Database, utcnow
+from bot.errors import PermanentPostError
+from bot.moderation.audit import Change, admin_change, listen, unlisten
+from bot.moderation.retention import prune_all
+from bot.scheduling import create_task, exponential_backoff
+from bot.store import audit as audit_store
+from bot.store.audit import AuditEntry
+from bot.store.guilds import get_guild_settings, update_guild_settings
+
+log = logging.getLogger(__name__)
+
+Poster = Callable[[AuditEntry, int], Awaitable[None]]
+
+
+async def set_log_channel(
+    db: Database, guild_id: int, channel_id: int | None, *, actor_id: int, now: datetime
+) -> Change:
+    """Set (or with None, turn off) the mod-log channel. The change itself is posted there."""
+    async with db.transaction() as conn:
+        before = await get_guild_settings(conn, guild_id)
+        await update_guild_settings(conn, guild_id, log_channel_id=channel_id, now=now)
+        old, new = before.log_channel_id, channel_id
+        return await admin_change(
+            conn,
+            guild_id=guild_id,
+            actor_id=actor_id,
+            channel_id=new,
+            setting="log_channel_id",
+            summary=(
+                f"mod-log channel: {_channel_words(old)} → {_channel_words(new)}"
+                if old != new
+                else f"mod-log channel unchanged ({_channel_words(new)})"
+            ),
+            old=old,
+            new=new,
+            now=now,
+        )
+
+
+def _channel_words(channel_id: int | None) -> str:
+    return "none" if channel_id is None else f"channel {channel_id}"
+
+
+class ModLog:
+    """Posts queued audit entries to each guild's log channel, in order, in the background.
+
+    One loop: post every due entry (per guild in audit order); on a failure the guild's
+    due entries wait with exponential backoff and count an attempt; an entry that failed
+    `max_attempts` times is dropped with a log line (it stays in the audit log). The loop
+    also applies retention every `prune_interval`. Posting never blocks callers: they only
+    insert rows (see `bot.moderation.audit.audit`), which wakes the loop after their commit
+    once it is started.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        poster: Poster,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        max_attempts: int = 10,
+        base_delay: float = 5.0,
+        max_delay: float = 900.0,
+        poll_interval: float = 30.0,
+        post_timeout: float = 30.0,
+        prune_interval: timedelta | None = timedelta(hours=6),
+        batch: int = 50,
+    ) -> None:
+        self.db = db
+        self.poster = poster
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.poll_interval = poll_interval
+        self.post_timeout = post_timeout
+        self.prune_interval = prune_interval
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._next_prune: datetime | None = None
+
+    # ----- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._stopping = False
+        listen(self.db, self.wake)  # every committed audit entry wakes the loop
+        self._task = create_task(self._run(), name="modlog")
+
+    async def stop(self, *, grace: float = 5.0) -> None:
+        """Finish the post in flight (up to `grace` seconds), then stop the loop."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        unlisten(self.db, self.wake)
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def wake(self) -> None:
+        """Post newly queued entries now instead of at the next poll."""
+        self._wake.set()
+
+    # ----- one pass ---------------------------------------------------------------------
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds to wait after the `attempts`-th consecutive failure (1-based)."""
+        return exponential_backoff(attempts, self.base_delay, self.max_delay)
+
+    async def run_once(self) -> int:
+        """Post every due entry once; returns how many were posted."""
+        now = self.clock()
+        due = await audit_store.due_posts(self.db, now, limit=self.batch)
+        posted = 0
+        by_guild: dict[int, list[audit_store.OutboxItem]] = {}
+        for item in due:
+            by_guild.setdefault(item.guild_id, []).append(item)
+        for guild_id, items in by_guild.items():
+            posted += await self._post_guild(guild_id, items)
+        async with self.db.transaction() as conn:
+            dropped = await audit_store.drop_exhausted(conn, self.max_attempts)
+        for audit_id, guild_id in dropped:
+            log.warning(
+                "mod-log: gave up posting audit entry %d to guild %d after %d attempts",
+                audit_id,
+                guild_id,
+                self.max_attempts,
+            )
+        return posted
+
+    async def _post_guild(self, guild_id: int, items: Iterable[audit_store.OutboxItem]) -> int:
+        posted = 0
+        for item in items:
+            if self._stopping:
+                break
+            entry = await audit_store.get_entry(self.db, item.audit_id)
+            if item.channel_id is None or entry is None:  # channel turned off / pruned
+                await self._done(item.audit_id)
+                continue
+            try:
+                await asyncio.wait_for(self.poster(entry, item.channel_id), self.post_timeout)
+            except PermanentPostError as exc:
+                log.warning(
+                    "mod-log: dropping audit entry %d for guild %d: %s", entry.id, guild_id, exc
+                )
+                await self._done(item.audit_id)
+                continue
+            except Exception as exc:
+                attempts = item.attempts + 1
+                delay = self.backoff(attempts)
+                now = self.clock()
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning(
+                    "mod-log: posting to guild %d failed (attempt %d, retry in %.0f s): %s",
+                    guild_id,
+                    attempts,
+                    delay,
+                    error,
+                )
+                async with self.db.transaction() as conn:
+                    await audit_store.guild_posts_failed(
+                        conn,
+                        guild_id,
+                        now=now,
+                        retry_at=now + timedelta(seconds=delay),
+                        error=error,
+                    )
+                break  # keep the guild's entries in order: the rest wait too
+            await self._done(item.audit_id)
+            posted += 1
+        return posted
+
+    async def _done(self, audit_id: int) -> None:
+        async with self.db.transaction() as conn:
+            await audit_store.post_done(conn, audit_id)
+
+    # ----- the loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            posted = 0
+            try:
+                posted = await self.run_once()
+                await self._maybe_prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("mod-log pass failed; retrying later")
+            if self._stopping:
+                break
+            delay = 0.0 if posted >= self.batch else await self._idle_delay()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _maybe_prune(self) -> None:
+        if self.prune_interval is None:
+            return
+        now = self.clock()
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        self._next_prune = now + self.prune_interval
+        await prune_all(self.db, now)
+
+    async def _idle_delay(self) -> float:
+        delay = self.poll_interval
+        due = await audit_store.next_post_due(self.db)
+        if due is not None:
+            delay = min(delay, (due - self.clock()).total_seconds())
+        if self._next_prune is not None:
+            delay = min(delay, (self._next_prune - self.clock()).total_seconds())
+        return max(0.0, delay)
