@@ -148,9 +148,7 @@ class VideoBot(commands.Bot):
             default_quota_seconds=settings.quota_seconds_per_day,
             max_active_per_member=settings.max_active_jobs_per_member,
         )
-        from cogs.ui.modlog import make_poster
-
-        self.modlog = ModLog(self.db, make_poster(self))
+        self.modlog = ModLog(self.db)  # the admin cog attaches its Discord poster on load
         self._services_ready = True
         for extension in EXTENSIONS:
             await self.load_extension(extension)

@@ -72,7 +72,7 @@ class ModLog:
     def __init__(
         self,
         db: Database,
-        poster: Poster,
+        poster: Poster | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
         max_attempts: int = 10,
@@ -133,7 +133,10 @@ class ModLog:
         return exponential_backoff(attempts, self.base_delay, self.max_delay)
 
     async def run_once(self) -> int:
-        """Post every due entry once; returns how many were posted."""
+        """Post every due entry once; returns how many were posted (none while no poster
+        is attached: the Discord side attaches it when it loads, entries wait until then)."""
+        if self.poster is None:
+            return 0
         now = self.clock()
         due = await audit_store.due_posts(self.db, now, limit=self.batch)
         posted = 0
@@ -163,7 +166,10 @@ class ModLog:
                 await self._done(item.audit_id)
                 continue
             try:
-                await asyncio.wait_for(self.poster(entry, item.channel_id), self.post_timeout)
+                poster = self.poster
+                if poster is None:  # detached mid-pass (the cog unloaded): try again later
+                    break
+                await asyncio.wait_for(poster(entry, item.channel_id), self.post_timeout)
             except PermanentPostError as exc:
                 log.warning(
                     "mod-log: dropping audit entry %d for guild %d: %s", entry.id, guild_id, exc

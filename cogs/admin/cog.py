@@ -24,7 +24,7 @@ from bot.db import utcnow
 from bot.moderation import AuditEntry, BlockedMember, BlockedTerm, ModerationError
 from cogs.admin.allowance import allowance_group
 from cogs.ui.checks import has_manage_guild, require_manage_guild
-from cogs.ui.modlog import inert
+from cogs.ui.modlog import inert, make_poster
 from cogs.ui.pages import Pager, paginate
 
 if TYPE_CHECKING:
@@ -103,6 +103,12 @@ class AdminCog(commands.Cog):
         self.bot: Any = bot
         # The instance's copy of the group (discord.py copies class-level groups per cog).
         self.videoadmin.add_command(allowance_group)
+
+    async def cog_load(self) -> None:
+        self.bot.modlog.poster = make_poster(self.bot)
+
+    async def cog_unload(self) -> None:
+        self.bot.modlog.poster = None
 
     # ----- helpers ----------------------------------------------------------------------
 
