@@ -15,12 +15,12 @@ from discord.ext import commands
 from bot import discord_api, textmatch
 from bot.config import Settings
 from bot.db import Database, to_db_time, utcnow
+from bot.jobs.service import VideoService
+from bot.jobs.tracker import DeliveryReceipt, DeliverySink, JobTracker, tracker_settings_from
 from bot.moderation import ModLog, audit_generation
 from bot.providers.base import Provider
 from bot.providers.registry import build_providers, make_http_client
-from bot.service import VideoService
 from bot.store.jobs import JobRecord
-from bot.tracker import DeliveryReceipt, DeliverySink, JobTracker, tracker_settings_from
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Flow of one job, as the member sees it:
    resolution format) answer ephemerally at once; otherwise the command is deferred
    (ephemeral "thinking") before any network or disk work.
 2. Attachments are downloaded and checked by their bytes, the request is negotiated and
-   the job admitted (job row + quota reservation) by `bot.service`.
+   the job admitted (job row + quota reservation) by `bot.jobs.service`.
 3. The deferred answer becomes the private summary (settings, adjustments, cost, allowance
    left) and a public follow-up shows the job's status with a Cancel button. The status is
    edited at most once per `progress_interval` seconds (updates in between are coalesced).
@@ -37,12 +37,13 @@ from discord.ext import commands
 
 from bot import media, moderation, quota
 from bot.db import utcnow
+from bot.errors import PermanentPostError
+from bot.jobs.service import Requester, RequestRefused
+from bot.jobs.tracker import DeliveryReceipt
 from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
 from bot.scheduling import create_task
-from bot.service import Requester, RequestRefused
 from bot.store import jobs as job_store
 from bot.store.jobs import JobRecord
-from bot.tracker import DeliveryReceipt
 from cogs import render
 
 if TYPE_CHECKING:
@@ -526,7 +527,7 @@ class VideoCog(commands.Cog):
             return
         job, is_owner = allowed
         reason = "stopped by the member who asked for it" if is_owner else "stopped by a moderator"
-        ok = await self.bot.tracker.cancel(job_id, by=interaction.user.id, reason=reason)
+        ok = await self.bot.service.cancel(job_id, by=interaction.user.id, reason=reason)
         if ok and not is_owner:
             await self._audit(interaction, job, moderation.KIND_CANCEL, f"job {job_id} {reason}")
         await send_ephemeral(
@@ -794,7 +795,10 @@ class VideoCog(commands.Cog):
         if live.interaction is None:  # resumed after a restart: was it posted before the crash?
             message = await self._earlier_post(job)
         if message is None:
-            message = await self._post_clip(job, live, clip)
+            try:
+                message = await self._post_clip(job, live, clip)
+            except media.MediaError as exc:  # can never be posted: the tracker fails the job
+                raise PermanentPostError(exc.message) from exc
         # Posted: from here on nothing may raise, or the tracker would post it again.
         try:
             await self._close(live)
