@@ -147,10 +147,6 @@ class JobRecord(BaseModel):
         """(guild_id, user_id): whose job this is, for fairness and limits."""
         return (self.guild_id, self.user_id)
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
 
 class JobEvent(BaseModel):
     id: int
