@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -102,27 +102,17 @@ class Steps:
         release()
         call_succeeded(state)
         entry.errors = 0
-        if entry.cancelled or t._entries.get(job.id) is not entry:
-            await self._abandon_submitted(job, pjob)
-            raise Stop
         fields = _merge_provider_report(job, pjob.adjustments, pjob.cost_usd)
-        try:
-            async with t.db.transaction() as conn:
-                fresh = await store.transition(
-                    conn,
-                    job.id,
-                    Status.SUBMITTED,
-                    reason=f"accepted by {state.name} as {pjob.job_id}",
-                    now=t.clock(),
-                    provider_job_id=pjob.job_id,
-                    provider_data=pjob.data,
-                    input_dir=None,
-                    **fields,
-                )
-        except InvalidTransitionError:
-            await self._abandon_submitted(job, pjob)
-            raise Stop from None
-        entry.job = fresh
+        fresh = await self._advance(
+            entry,
+            Status.SUBMITTED,
+            reason=f"accepted by {state.name} as {pjob.job_id}",
+            undo=lambda: self._abandon_submitted(job, pjob),
+            provider_job_id=pjob.job_id,
+            provider_data=pjob.data,
+            input_dir=None,
+            **fields,
+        )
         # The provider's clock started while the call was under way: take the middle.
         entry.submitted_mono = (call_started + call_ended) / 2
         entry.retry_front = False
@@ -152,15 +142,22 @@ class Steps:
             log.exception("job %s: could not record the late provider id", job.id)
         t.spawn_aux(t.endings.cancel_remote(pjob), f"job-{job.id}-cancel")
 
+    async def _provider_job(self, entry: Entry) -> ProviderJob | None:
+        """The provider's handle of a submitted job, or None when the job just expired."""
+        if await self.tracker.endings.expire_if_due(entry):
+            return None
+        pjob = entry.job.provider_job
+        assert pjob is not None
+        return pjob
+
     # ----- poll --------------------------------------------------------------------------
 
     async def poll(self, entry: Entry, state: ProviderState, release: Release) -> None:
         t = self.tracker
         job = entry.job
-        if await t.endings.expire_if_due(entry):
+        pjob = await self._provider_job(entry)
+        if pjob is None:
             return
-        pjob = job.provider_job
-        assert pjob is not None
         loop = asyncio.get_running_loop()
         try:
             status = await state.provider.status(pjob)
@@ -308,10 +305,9 @@ class Steps:
     async def download(self, entry: Entry, state: ProviderState, release: Release) -> None:
         t = self.tracker
         job = entry.job
-        if await t.endings.expire_if_due(entry):
+        pjob = await self._provider_job(entry)
+        if pjob is None:
             return
-        pjob = job.provider_job
-        assert pjob is not None
         clip = t.files.clip(job.id)
         part = t.files.partial_clip(job.id)
         entry.downloads += 1
@@ -353,23 +349,39 @@ class Steps:
             t.provider_error(state, entry, exc)
             return
         call_succeeded(state)
-        if entry.cancelled or t._entries.get(job.id) is not entry:
-            await asyncio.to_thread(clip.unlink, missing_ok=True)
+        await self._advance(
+            entry,
+            Status.DELIVERING,
+            reason=f"clip downloaded ({size} bytes)",
+            undo=lambda: asyncio.to_thread(clip.unlink, missing_ok=True),
+        )
+        t.schedule_in(entry, 0)
+
+    async def _advance(
+        self,
+        entry: Entry,
+        status: Status,
+        *,
+        reason: str,
+        undo: Callable[[], Awaitable[None]],
+        **fields: Any,
+    ) -> JobRecord:
+        """After a successful call: write the job's next status (the entry takes the fresh
+        row), or `undo` what the call made and stop when the job left the tracker meanwhile
+        (cancelled, or ended elsewhere)."""
+        t = self.tracker
+        if entry.cancelled or t._entries.get(entry.id) is not entry:
+            await undo()
             raise Stop
         try:
             async with t.db.transaction() as conn:
-                fresh = await store.transition(
-                    conn,
-                    job.id,
-                    Status.DELIVERING,
-                    reason=f"clip downloaded ({size} bytes)",
-                    now=t.clock(),
+                entry.job = await store.transition(
+                    conn, entry.id, status, reason=reason, now=t.clock(), **fields
                 )
         except InvalidTransitionError:
-            await asyncio.to_thread(clip.unlink, missing_ok=True)
+            await undo()
             raise Stop from None
-        entry.job = fresh
-        t.schedule_in(entry, 0)
+        return entry.job
 
 
 def _merge_provider_report(
