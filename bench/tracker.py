@@ -177,7 +177,7 @@ def usage() -> tuple[float, float]:
 
 
 def scaled_settings(scale: float, budget: float, jobs: int) -> Any:
-    from bot.tracker import TrackerSettings
+    from bot.jobs.tracker import TrackerSettings
 
     base = TrackerSettings()
     times = {
@@ -185,7 +185,6 @@ def scaled_settings(scale: float, budget: float, jobs: int) -> Any:
         for name in (
             "burst_seconds",
             "shutdown_grace_seconds",
-            "progress_interval_seconds",
             "sweep_interval_seconds",
             "min_poll_interval_seconds",
             "max_poll_interval_seconds",
@@ -209,9 +208,9 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
     import httpx
 
     from bot.db import Database, utcnow
+    from bot.jobs.tracker import DeliveryReceipt, JobTracker
     from bot.providers.bytecompute import ByteComputeProvider
     from bot.store import jobs as store
-    from bot.tracker import DeliveryReceipt, JobTracker
 
     class Sink:
         def __init__(self) -> None:

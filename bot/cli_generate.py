@@ -16,11 +16,11 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.db import Database
+from bot.jobs.service import Requester, RequestRefused, VideoService
+from bot.jobs.tracker import DeliveryReceipt, JobTracker, tracker_settings_from
 from bot.media import MediaError, probe, save_input_image
 from bot.providers.registry import build_providers, make_http_client
-from bot.service import Requester, RequestRefused, VideoService
 from bot.store.jobs import JobRecord
-from bot.tracker import DeliveryReceipt, JobTracker, tracker_settings_from
 
 CLI_USER = 0
 

@@ -15,13 +15,13 @@ from discord.ext import commands
 from bot import discord_api, textmatch
 from bot.config import Settings
 from bot.db import Database, utcnow
+from bot.jobs.service import VideoService
+from bot.jobs.tracker import DeliveryReceipt, DeliverySink, JobTracker, tracker_settings_from
 from bot.moderation import ModLog, audit_generation
 from bot.providers.base import Provider
 from bot.providers.registry import build_providers, make_http_client
-from bot.service import VideoService
 from bot.store import commands as command_store
 from bot.store.jobs import JobRecord
-from bot.tracker import DeliveryReceipt, DeliverySink, JobTracker, tracker_settings_from
 
 log = logging.getLogger(__name__)
 

@@ -38,12 +38,12 @@ class Status(StrEnum):
     EXPIRED = "expired"
 
 
-ACTIVE_STATUSES: frozenset[Status] = frozenset(
-    {Status.PENDING, Status.SUBMITTED, Status.RUNNING, Status.DOWNLOADING, Status.DELIVERING}
-)
-TERMINAL_STATUSES: frozenset[Status] = frozenset(
-    {Status.DELIVERED, Status.FAILED, Status.CANCELLED, Status.EXPIRED}
-)
+# In the order of the partial index `jobs_active` (migrations/0001_initial.sql), so the SQL
+# derived from it below reads exactly like the index and SQLite uses it.
+_TERMINAL_ORDER = (Status.DELIVERED, Status.FAILED, Status.CANCELLED, Status.EXPIRED)
+TERMINAL_STATUSES: frozenset[Status] = frozenset(_TERMINAL_ORDER)
+ACTIVE_STATUSES: frozenset[Status] = frozenset(Status) - TERMINAL_STATUSES
+_ACTIVE_SQL = "status NOT IN ({})".format(", ".join(f"'{s.value}'" for s in _TERMINAL_ORDER))
 
 # Allowed moves. Cancelling is possible until the clip is being posted; `delivering →
 # downloading` re-fetches a clip whose file vanished before it could be posted.
@@ -146,10 +146,6 @@ class JobRecord(BaseModel):
     def member(self) -> tuple[int | None, int]:
         """(guild_id, user_id): whose job this is, for fairness and limits."""
         return (self.guild_id, self.user_id)
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
 
 
 class JobEvent(BaseModel):
@@ -268,6 +264,14 @@ async def _update(
     await conn.execute(f"UPDATE jobs SET {', '.join(columns)} WHERE id = ?", params)  # noqa: S608
 
 
+async def _fresh(conn: aiosqlite.Connection, job_id: int) -> JobRecord:
+    """The row after a write: the one copy callers keep (never patched field by field)."""
+    row = await _fetchone(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+    if row is None:
+        raise UnknownJobError(job_id)
+    return _record(row)
+
+
 async def _event(
     conn: aiosqlite.Connection,
     job_id: int,
@@ -334,8 +338,9 @@ async def transition(
     reason: str,
     now: datetime,
     **fields: Any,
-) -> None:
-    """Move a job to `to_status` (validated), set `fields`, and write a job_events row.
+) -> JobRecord:
+    """Move a job to `to_status` (validated), set `fields`, write a job_events row, and
+    return the row as now written.
 
     Timestamps are filled in when not given: `submitted_at` on `submitted`,
     `provider_done_at` on the first `downloading`, `finished_at` on a terminal status.
@@ -358,13 +363,16 @@ async def transition(
     await conn.execute("UPDATE jobs SET status = ? WHERE id = ?", (target.value, job_id))
     await _update(conn, job_id, now, values)
     await _event(conn, job_id, current, target, reason, now)
+    return await _fresh(conn, job_id)
 
 
 async def update_job(
     conn: aiosqlite.Connection, job_id: int, *, now: datetime, **fields: Any
-) -> None:
-    """Set fields without a status change (progress, attempts, resume data...)."""
+) -> JobRecord:
+    """Set fields without a status change (progress, attempts, resume data...); returns the
+    row as now written."""
     await _update(conn, job_id, now, fields)
+    return await _fresh(conn, job_id)
 
 
 async def add_note(conn: aiosqlite.Connection, job_id: int, *, reason: str, now: datetime) -> None:
@@ -383,11 +391,12 @@ async def record_delivery(
     channel_id: int | None,
     message_id: int | None,
     now: datetime,
-) -> None:
+) -> JobRecord:
     """Remember where the clip was posted. Done (and committed) before `delivered`."""
     await _update(
         conn, job_id, now, {"result_channel_id": channel_id, "result_message_id": message_id}
     )
+    return await _fresh(conn, job_id)
 
 
 async def set_interaction_message(db: Database, job_id: int, message_id: int) -> None:
@@ -406,12 +415,7 @@ async def get_job(src: Source, job_id: int) -> JobRecord | None:
 
 async def list_active(src: Source) -> list[JobRecord]:
     """Every unfinished job, oldest first."""
-    # Phrased like the partial index `jobs_active`, so SQLite uses it.
-    rows = await _fetchall(
-        src,
-        "SELECT * FROM jobs WHERE status NOT IN ('delivered', 'failed', 'cancelled', 'expired')"
-        " ORDER BY id",
-    )
+    rows = await _fetchall(src, f"SELECT * FROM jobs WHERE {_ACTIVE_SQL} ORDER BY id")  # noqa: S608
     return [_record(row) for row in rows]
 
 
@@ -444,32 +448,13 @@ async def list_events(src: Source, job_id: int) -> list[JobEvent]:
 
 async def count_active(src: Source, provider: str | None = None) -> dict[str, int]:
     """Unfinished jobs per status (optionally for one provider)."""
-    sql = (
-        "SELECT status, COUNT(*) AS n FROM jobs"
-        " WHERE status NOT IN ('delivered', 'failed', 'cancelled', 'expired')"
-    )
+    sql = f"SELECT status, COUNT(*) AS n FROM jobs WHERE {_ACTIVE_SQL}"  # noqa: S608
     params: tuple[Any, ...] = ()
     if provider is not None:
         sql += " AND provider = ?"
         params = (provider,)
     rows = await _fetchall(src, sql + " GROUP BY status", params)
     return {row["status"]: int(row["n"]) for row in rows}
-
-
-async def pending_position(src: Source, job_id: int) -> int | None:
-    """1-based place among the provider's pending jobs in arrival order (None if not pending).
-
-    The tracker's `queue_position()` is the live answer (it interleaves members fairly);
-    this one is for readers without a tracker, e.g. an admin CLI.
-    """
-    row = await _fetchone(
-        src,
-        "SELECT COUNT(*) FROM jobs AS other, jobs AS me WHERE me.id = ? AND me.status = 'pending'"
-        " AND other.status = 'pending' AND other.provider = me.provider AND other.id <= me.id",
-        (job_id,),
-    )
-    count = int(row[0]) if row else 0
-    return count or None
 
 
 async def recent_durations(src: Source, provider: str, *, limit: int = 500) -> list[DurationSample]:

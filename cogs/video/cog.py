@@ -6,7 +6,7 @@ Flow of one job, as the member sees it:
    resolution format) answer ephemerally at once; otherwise the command is deferred
    (ephemeral "thinking") before any network or disk work.
 2. Attachments are downloaded and checked by their bytes, the request is negotiated and
-   the job admitted (job row + quota reservation) by `bot.service`.
+   the job admitted (job row + quota reservation) by `bot.jobs.service`.
 3. The deferred answer becomes the private summary (settings, adjustments, cost, allowance
    left) and a public follow-up shows the job's status with a Cancel button
    (`cogs/video/status.py`).
@@ -29,8 +29,8 @@ from discord.ext import commands
 
 from bot import media, moderation
 from bot.db import utcnow
+from bot.jobs.service import Requester, RequestRefused
 from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
-from bot.service import Requester, RequestRefused
 from bot.store import jobs as job_store
 from bot.store.jobs import JobRecord
 from cogs.ui import text as render
@@ -352,7 +352,7 @@ class VideoCog(commands.Cog):
             return
         job, is_owner = allowed
         reason = "stopped by the member who asked for it" if is_owner else "stopped by a moderator"
-        ok = await self.bot.tracker.cancel(job_id, by=interaction.user.id, reason=reason)
+        ok = await self.bot.service.cancel(job_id, by=interaction.user.id, reason=reason)
         if ok and not is_owner:
             await self._audit(interaction, job, moderation.KIND_CANCEL, f"job {job_id} {reason}")
         await send_ephemeral(

@@ -9,7 +9,7 @@ import discord
 
 from bot import quota
 from bot.db import utcnow
-from bot.service import Requester
+from bot.jobs.service import Requester
 from bot.store.jobs import JobRecord
 from cogs.ui import text as render
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import media
+from bot.errors import PermanentPostError
+from bot.jobs.tracker import DeliveryReceipt
 from bot.store.jobs import JobRecord
-from bot.tracker import DeliveryReceipt
 from cogs.ui import text as render
 from cogs.video.buttons import result_view
 from cogs.video.common import (
@@ -53,7 +54,7 @@ def smaller_upload_limit(rejected_size: int) -> int:
 
 
 class ClipDelivery:
-    """Implements `bot.tracker.DeliverySink` on top of the job's status message."""
+    """Implements `bot.jobs.tracker.DeliverySink` on top of the job's status message."""
 
     def __init__(self, bot: VideoBot, status: StatusBoard) -> None:
         self.bot = bot
@@ -86,7 +87,10 @@ class ClipDelivery:
         if live.interaction is None:  # resumed after a restart: was it posted before the crash?
             message = await self._earlier_post(job)
         if message is None:
-            message = await self._post_clip(job, live, clip)
+            try:
+                message = await self._post_clip(job, live, clip)
+            except media.MediaError as exc:  # can never be posted: the tracker fails the job
+                raise PermanentPostError(exc.message) from exc
         # Posted: from here on nothing may raise, or the tracker would post it again.
         try:
             await self.status.close(live)
@@ -127,8 +131,7 @@ class ClipDelivery:
 
     async def _post_clip(self, job: JobRecord, live: Live, clip: Path) -> discord.Message:
         """Fit the clip to the upload limit and post it; after a 413, shrink and try again
-        (never the same file twice). MediaError (the tracker fails the job with its
-        message) when it cannot fit or cannot be posted at all."""
+        (never the same file twice). MediaError when it cannot fit even after shrinking."""
         limit = self._upload_limit(job, live)
         original_size = await asyncio.to_thread(os.path.getsize, clip)
         fitted = clip.with_name(f"{clip.stem}.fit.mp4")
@@ -158,7 +161,7 @@ class ClipDelivery:
             raise AssertionError("unreachable")
         except discord.HTTPException as exc:
             if exc.status == 413:
-                raise media.MediaError(
+                raise PermanentPostError(
                     "the clip is larger than this server accepts even after re-encoding; "
                     "ask for a shorter or smaller clip"
                 ) from None
@@ -187,7 +190,7 @@ class ClipDelivery:
                 live.token_ok = False
         channel = await self.status.channel(job)
         if channel is None:
-            raise media.MediaError("the channel of this job no longer exists")
+            raise PermanentPostError("the channel of this job no longer exists")
         try:
             return await channel.send(
                 content,
@@ -197,11 +200,11 @@ class ClipDelivery:
                 **self.status.reply_to(job, live),
             )
         except discord.Forbidden:
-            raise media.MediaError(
+            raise PermanentPostError(
                 "I'm no longer allowed to post videos in that channel (Send Messages, Attach Files)"
             ) from None
         except discord.NotFound:
-            raise media.MediaError("the channel of this job no longer exists") from None
+            raise PermanentPostError("the channel of this job no longer exists") from None
 
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None:
         live = await self.status.get(job)

@@ -7,8 +7,8 @@ import functools
 
 import pytest
 
-import bot.tracker
-from bot.tracker import TrackerSettings
+import bot.jobs.tracker.settings
+from bot.jobs.tracker import TrackerSettings
 from tests.e2e.conftest import image_file
 from tests.fakes.bytecompute_server import FakeByteCompute
 from tests.fakes.leonardo_server import FakeLeonardo
@@ -20,7 +20,7 @@ def quick_first_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     quick = functools.partial(
         TrackerSettings, prior_base_seconds=0.3, prior_seconds_per_video_second=0.0
     )
-    monkeypatch.setattr(bot.tracker, "TrackerSettings", quick)
+    monkeypatch.setattr(bot.jobs.tracker.settings, "TrackerSettings", quick)
 
 
 async def test_bytecompute_lowers_fps_for_a_long_1080p_clip(video_bot) -> None:

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 import bot.client
-import bot.tracker
-from bot.tracker import TrackerSettings
+import bot.jobs.tracker.settings
+from bot.jobs.tracker import TrackerSettings
 
 # Reuse the e2e harness (`make_bot`, `video_bot`) without duplicating it.
 from tests.e2e.conftest import make_bot, video_bot  # noqa: F401
@@ -44,7 +44,7 @@ QUICK_TRACKER: dict[str, Any] = {
 @pytest.fixture
 def quick_tracker(monkeypatch: pytest.MonkeyPatch) -> None:
     quick = functools.partial(TrackerSettings, **QUICK_TRACKER)
-    monkeypatch.setattr(bot.tracker, "TrackerSettings", quick)
+    monkeypatch.setattr(bot.jobs.tracker.settings, "TrackerSettings", quick)
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
+from bot.jobs.service import RequestRefused
 from bot.providers.base import InputImage, NegotiatedRequest, ProviderError
 from bot.providers.bytecompute import ByteComputeProvider
 from bot.providers.leonardo import LeonardoProvider
-from bot.service import RequestRefused
 from tests.fakes.bytecompute_server import FakeByteCompute
 from tests.fakes.leonardo_server import FakeLeonardo
 from tests.fuzz.budget import fuzz

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
+from bot.jobs.service import Requester, RequestRefused, VideoService
 from bot.providers.base import (
     InputImage,
     Mode,
@@ -25,7 +26,6 @@ from bot.providers.base import (
 from bot.providers.bytecompute import ByteComputeProvider
 from bot.providers.leonardo import LeonardoProvider
 from bot.providers.simulator import SimulatorProvider
-from bot.service import Requester, RequestRefused, VideoService
 from tests.fuzz import strategies as s
 from tests.fuzz.budget import fuzz
 

@@ -23,6 +23,7 @@ import httpx
 from hypothesis import event, example, given
 from hypothesis import strategies as st
 
+from bot.jobs.tracker.steps import _merge_provider_report
 from bot.negotiation import merge_adjustments
 from bot.providers import bytecompute, leonardo
 from bot.providers.base import (
@@ -44,7 +45,6 @@ from bot.providers.http import (
 )
 from bot.providers.leonardo.wire import video_url
 from bot.store.jobs import JobRecord, Status
-from bot.tracker import _merge_provider_report
 from tests.fuzz import strategies as s
 from tests.fuzz.budget import fuzz
 from tests.fuzz.images import corpus

@@ -17,10 +17,10 @@ import pytest
 
 from bot import moderation, quota
 from bot.db import Database, current_transaction, utcnow
+from bot.jobs.service import Requester, RequestRefused, VideoService
 from bot.moderation import AuditEntry, ModLog
 from bot.moderation.audit import listen, unlisten
 from bot.providers.simulator import SimulatorProvider
-from bot.service import Requester, RequestRefused, VideoService
 
 GUILD = 111
 CHANNEL = 999

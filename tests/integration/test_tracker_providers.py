@@ -14,12 +14,12 @@ import av
 import httpx
 import pytest
 
+from bot.jobs.tracker import MSG_GONE, MSG_MISCONFIGURED
 from bot.providers.base import NegotiatedRequest, ProviderJob, VideoRequest
 from bot.providers.bytecompute import ByteComputeProvider
 from bot.providers.simulator import SimulatorProvider
 from bot.store import jobs as store
 from bot.store.jobs import Status
-from bot.tracker import MSG_GONE, MSG_MISCONFIGURED
 from tests.fakes.bytecompute_server import FakeByteCompute
 from tests.unit.test_tracker_support import (
     RecordingSink,
@@ -187,7 +187,7 @@ async def test_restart_at_each_state_delivers_exactly_once(
 
     sink.completed_hook = None
     second = make_tracker(db, data_dir, {BC: real}, sink, bc_settings())
-    with caplog.at_level(logging.WARNING, logger="bot.tracker"):
+    with caplog.at_level(logging.WARNING, logger="bot.jobs.tracker"):
         await second.start()
         try:
             assert await sink.wait(job_id) == "delivered"

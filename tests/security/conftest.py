@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-import bot.tracker
+import bot.jobs.tracker.settings
 from bot.client import VideoBot
 from bot.discord_api import DISCORD_API_BASE, apply_api_base
-from bot.tracker import TrackerSettings
+from bot.jobs.tracker import TrackerSettings
 from tests.e2e.conftest import (
     VideoHarness,
     bot_settings,
@@ -48,7 +48,7 @@ def quick_first_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     quick = functools.partial(
         TrackerSettings, prior_base_seconds=0.3, prior_seconds_per_video_second=0.0
     )
-    monkeypatch.setattr(bot.tracker, "TrackerSettings", quick)
+    monkeypatch.setattr(bot.jobs.tracker.settings, "TrackerSettings", quick)
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from bot.jobs.service import validation_message
 from bot.providers.base import VideoRequest
-from bot.service import validation_message
 
 
 @pytest.mark.parametrize(

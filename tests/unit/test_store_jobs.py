@@ -201,10 +201,6 @@ async def test_listing_and_counting(db) -> None:
     assert [j.id for j in await store.list_for_user(db, 1, 1, 1)] == [a2]
     assert await store.count_active(db) == {"pending": 3, "submitted": 1}
     assert await store.count_active(db, "other") == {}
-    assert await store.pending_position(db, a1) == 1
-    assert await store.pending_position(db, other_guild) == 2
-    assert await store.pending_position(db, cli) == 3
-    assert await store.pending_position(db, a2) is None
 
 
 async def test_recent_durations(db) -> None:

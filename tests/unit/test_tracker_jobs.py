@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.jobs.tracker import MSG_DISK, MSG_DOWNLOAD, MSG_GONE, MSG_MISCONFIGURED
 from bot.providers.base import (
     AuthenticationError,
     InvalidRequestError,
@@ -23,7 +24,6 @@ from bot.providers.base import (
 )
 from bot.store import jobs as store
 from bot.store.jobs import Status
-from bot.tracker import MSG_DISK, MSG_DOWNLOAD, MSG_GONE, MSG_MISCONFIGURED
 from tests.unit.test_tracker_support import (
     CLIP_BYTES,
     FakeProvider,
@@ -137,7 +137,7 @@ async def test_submission_refused_fails_and_refunds(
     provider.fail_next("submit", error)
     inputs = data_dir / "inputs" / "x"
     inputs.mkdir(parents=True)
-    with caplog.at_level(logging.ERROR, logger="bot.tracker"):
+    with caplog.at_level(logging.ERROR, logger="bot.jobs.tracker"):
         job_id, outcome, sink = await run_one(db, data_dir, provider, input_dir=inputs)
     assert outcome == "failed"
     assert sink.events[-1] == ("ended", job_id, ("failed", member_reason))
@@ -222,7 +222,7 @@ async def test_transient_errors_are_retried(db, data_dir: Path) -> None:
 async def test_outcome_unknown_submission_is_resubmitted_with_a_note(db, data_dir, caplog) -> None:
     provider = FakeProvider()
     provider.fail_next("submit", OutcomeUnknownError("ByteCompute: no answer (ReadTimeout)"))
-    with caplog.at_level(logging.WARNING, logger="bot.tracker"):
+    with caplog.at_level(logging.WARNING, logger="bot.jobs.tracker"):
         job_id, outcome, _ = await run_one(db, data_dir, provider)
     assert outcome == "delivered"
     assert any("may run it twice" in r.getMessage() for r in caplog.records)

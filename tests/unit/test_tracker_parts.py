@@ -9,19 +9,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.providers.base import Adjustment
-from bot.store.jobs import JobRecord
-from bot.tracker import (
+from bot.jobs.tracker import TrackerSettings
+from bot.jobs.tracker.budget import FairQueue, TokenBucket
+from bot.jobs.tracker.steps import _merge_provider_report
+from bot.jobs.tracker.timing import (
     DurationModel,
     Estimate,
-    FairQueue,
-    TokenBucket,
-    TrackerSettings,
-    _merge_provider_report,
     backoff_delay,
     first_poll_after,
     next_poll_delay,
 )
+from bot.providers.base import Adjustment
+from bot.store.jobs import JobRecord
 from tests.unit.test_tracker_support import make_request
 
 

@@ -80,7 +80,7 @@ async def test_kill_mid_flight_then_restart_delivers_exactly_once(
     provider.hook = None
     sink.completed_hook = None
     second = make_tracker(db, data_dir, {"fake": provider}, sink)
-    with caplog.at_level(logging.WARNING, logger="bot.tracker"):
+    with caplog.at_level(logging.WARNING, logger="bot.jobs.tracker"):
         await second.start()
         try:
             assert await sink.wait(job_id) == "delivered"
@@ -206,7 +206,7 @@ async def test_recovery_of_rows_in_each_state(db, data_dir: Path, caplog) -> Non
 
     sink = RecordingSink()
     tracker = make_tracker(db, data_dir, {"fake": provider}, sink)
-    with caplog.at_level(logging.WARNING, logger="bot.tracker"):
+    with caplog.at_level(logging.WARNING, logger="bot.jobs.tracker"):
         await tracker.start()
         try:
             assert not (clips / "999.mp4").exists()

@@ -15,6 +15,8 @@ from typing import Any
 
 from bot import quota
 from bot.db import Database
+from bot.errors import PermanentPostError
+from bot.jobs.tracker import DeliveryReceipt, JobTracker, TrackerSettings
 from bot.media import MediaError
 from bot.providers.base import (
     CheckResult,
@@ -28,7 +30,6 @@ from bot.providers.base import (
 )
 from bot.store import jobs as store
 from bot.store.jobs import JobRecord, Status
-from bot.tracker import DeliveryReceipt, JobTracker, TrackerSettings
 
 CLIP_BYTES = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8
 
@@ -224,7 +225,10 @@ class RecordingSink:
         if self.completed_hook is not None:
             await self.completed_hook(job)
         if self.fail_completed:
-            raise self.fail_completed.popleft()
+            exc = self.fail_completed.popleft()
+            if isinstance(exc, MediaError):  # as the video cog does: it can never be posted
+                raise PermanentPostError(exc.message) from exc
+            raise exc
         self.clips[job.id] = await asyncio.to_thread(clip.read_bytes)
         self.completed[job.id] = self.completed.get(job.id, 0) + 1
         self.outcome[job.id] = "delivered"
@@ -256,7 +260,6 @@ def fast_settings(**overrides: Any) -> TrackerSettings:
         "error_backoff_max_seconds": 0.05,
         "provider_pause_max_seconds": 0.1,
         "shutdown_grace_seconds": 0.5,
-        "progress_interval_seconds": 0.0,
         "eta_margin_seconds": 0.005,
     }
     values.update(overrides)

@@ -1,16 +1,14 @@
-"""The one request pipeline shared by `/video`, its "Again" button and the CLI.
+"""The one request pipeline shared by `/video`, its "Again" and "Cancel" buttons and the CLI.
 
 cog/CLI → `build_request` (VideoRequest, validated) → `prepare` (moderation + negotiation:
 the member sees the final settings and cost before anything is spent) → `admit` (job row
-and quota reservation in one transaction) → tracker.
+and quota reservation in one transaction) → tracker. `cancel` stops a job through the
+tracker (status change and refund in one transaction).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,8 @@ from pydantic import ValidationError
 
 from bot import moderation, quota
 from bot.db import Database, utcnow
+from bot.jobs.files import JobFiles
+from bot.jobs.tracker import JobTracker
 from bot.negotiation import parse_aspect
 from bot.providers.base import (
     InvalidRequestError,
@@ -29,7 +29,6 @@ from bot.providers.base import (
     parse_resolution,
 )
 from bot.store import jobs as job_store
-from bot.tracker import JobTracker
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +51,6 @@ class RequestRefused(Exception):
         self.kind = kind  # invalid_input | blocked_member | blocked_word | allowance | ...
 
 
-IMAGE_OPTIONS = ("image", "first_frame", "last_frame")
-# Input images are kept this long after admission so "Again" can reuse them.
-KEPT_INPUTS_SECONDS = 24 * 3600
 # Sizes offered by `/video resolution` autocomplete (each kept only where the provider
 # accepts it unchanged), besides a provider's own fixed list.
 COMMON_SIZES: tuple[tuple[int, int], ...] = (
@@ -142,7 +138,7 @@ class VideoService:
         self.db = db
         self.providers = providers
         self.tracker = tracker
-        self.data_dir = data_dir
+        self.files = JobFiles(data_dir)
         self.default_provider = default_provider
         self.default_quota_seconds = default_quota_seconds
         self.max_active_per_member = max_active_per_member
@@ -150,14 +146,11 @@ class VideoService:
     # ----- inputs ---------------------------------------------------------------------
 
     def new_input_dir(self) -> Path:
-        path = self.data_dir / "inputs" / uuid.uuid4().hex
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.files.new_input_dir()
 
-    @staticmethod
-    def discard_inputs(path: Path | None) -> None:
-        if path is not None:
-            shutil.rmtree(path, ignore_errors=True)
+    def discard_inputs(self, path: Path | None) -> None:
+        """Remove the inputs of a request that was not admitted."""
+        self.files.discard_inputs(path)
 
     def build_request(
         self, *, prompt: str, provider: str | None = None, **options: Any
@@ -234,6 +227,12 @@ class VideoService:
         await self.tracker.enqueue(job_id)
         return Admitted(job_id=job_id, request=request)
 
+    async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
+        """Stop a job unless it has finished or is being posted; nothing is charged.
+
+        `by`: who pressed Cancel (None: the bot itself). False when it is too late."""
+        return await self.tracker.cancel(job_id, by=by, reason=reason)
+
     async def _refusal(self, who: Requester, kind: str, message: str, prompt: str) -> None:
         await moderation.audit_refusal(
             self.db,
@@ -287,50 +286,10 @@ class VideoService:
 
     # ----- "Again": input images kept after submission -------------------------------------
 
-    def _kept_dir(self, job_id: int) -> Path:
-        return self.data_dir / "kept-inputs" / str(job_id)
-
     def keep_inputs(self, job_id: int, request: NegotiatedRequest) -> bool:
-        """Copy a job's input images aside for "Again" (blocking: run in a thread).
-
-        The tracker removes a job's inputs once submitted; these copies live
-        `KEPT_INPUTS_SECONDS` and are pruned here. Returns False for text-to-video.
-        """
-        images = {n: getattr(request, n) for n in IMAGE_OPTIONS if getattr(request, n)}
-        if not images:
-            return False
-        self.prune_kept_inputs()
-        dest = self._kept_dir(job_id)
-        dest.mkdir(parents=True, exist_ok=True)
-        for name, image in images.items():
-            shutil.copyfile(image.path, dest / name)
-        return True
+        """Copy a job's input images aside for "Again" (blocking: run in a thread)."""
+        return self.files.keep_inputs(job_id, request)
 
     def kept_inputs(self, job_id: int) -> dict[str, bytes] | None:
         """The images kept for `job_id` by option name, or None when gone (blocking)."""
-        src = self._kept_dir(job_id)
-        try:
-            if time.time() - src.stat().st_mtime > KEPT_INPUTS_SECONDS:
-                shutil.rmtree(src, ignore_errors=True)
-                return None
-            return {p.name: p.read_bytes() for p in src.iterdir() if p.name in IMAGE_OPTIONS}
-        except OSError:
-            return None
-
-    def prune_kept_inputs(self) -> int:
-        """Remove kept input images older than `KEPT_INPUTS_SECONDS` (blocking)."""
-        root = self.data_dir / "kept-inputs"
-        cutoff = time.time() - KEPT_INPUTS_SECONDS
-        removed = 0
-        try:
-            entries = list(root.iterdir())
-        except OSError:
-            return 0
-        for entry in entries:
-            try:
-                if entry.stat().st_mtime < cutoff:
-                    shutil.rmtree(entry, ignore_errors=True)
-                    removed += 1
-            except OSError:
-                continue
-        return removed
+        return self.files.kept_inputs(job_id)

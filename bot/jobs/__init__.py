@@ -1,0 +1,8 @@
+"""Video jobs, from a member's request to a posted clip.
+
+- `service`: the one request pipeline (validate, moderate, negotiate, admit, cancel).
+- `files`: every file a job owns under the data directory (inputs, clips, kept inputs).
+- `tracker`: drives admitted jobs through the provider and delivery, across restarts.
+
+Job rows and their SQL live in `bot/store/jobs.py`.
+"""

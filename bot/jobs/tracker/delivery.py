@@ -1,0 +1,147 @@
+"""Delivery: posting the clip through the sink, exactly once as far as one local row allows.
+
+At-least-once with a single-write window: the sink posts the clip, its message id is
+committed, then the job is marked delivered (and its quota settled) in a second
+transaction. A restart re-posts only a `delivering` job without a message id, so a duplicate
+post needs a crash in the instant between Discord accepting the post and the commit of one
+local row; a crash during the (long) upload re-posts once and never loses the clip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel
+
+from bot import quota
+from bot.errors import PermanentPostError
+from bot.jobs.tracker.budget import learn_calls_per_job
+from bot.jobs.tracker.entry import Entry
+from bot.jobs.tracker.outcomes import MSG_POST
+from bot.jobs.tracker.timing import backoff_delay
+from bot.store import jobs as store
+from bot.store.jobs import JobRecord, Status
+
+if TYPE_CHECKING:
+    from bot.jobs.tracker.engine import JobTracker
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryReceipt(BaseModel):
+    """Where the clip was posted (message id None: nothing to remember, e.g. the CLI)."""
+
+    channel_id: int | None
+    message_id: int | None
+
+
+class DeliverySink(Protocol):
+    """Implemented by the Discord cog (and the CLI); bot/ has no Discord UI code.
+
+    Notifications (`job_queued`, `job_started`, `job_progress`, `job_ended`) are best effort:
+    an exception is logged and ignored. `job_completed` must post the clip and return where;
+    raising means "not posted": it is retried (`delivery_attempts`), except a
+    `bot.errors.PermanentPostError`, which fails the job with its `message`.
+    """
+
+    async def job_queued(self, job: JobRecord, position: int) -> None: ...
+
+    async def job_started(self, job: JobRecord) -> None: ...
+
+    async def job_progress(
+        self, job: JobRecord, progress: float | None, eta_seconds: float | None
+    ) -> None: ...
+
+    async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt: ...
+
+    async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None: ...
+
+
+async def notify(sink: DeliverySink, name: str, job: JobRecord, *args: Any) -> None:
+    """A best-effort sink notification: errors are logged, never raised."""
+    try:
+        await getattr(sink, name)(job, *args)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.warning("delivery sink %s failed for job %s", name, job.id, exc_info=True)
+
+
+class Delivery:
+    """The `delivering` step of a tracker: post, record where, mark delivered."""
+
+    def __init__(self, tracker: JobTracker) -> None:
+        self.tracker = tracker
+
+    async def deliver(self, entry: Entry) -> None:
+        t = self.tracker
+        job = entry.job
+        if job.result_message_id is not None:
+            await self.mark_delivered(entry, job)
+            return
+        clip = t.files.clip(job.id)
+        if not await asyncio.to_thread(clip.is_file):
+            async with t.db.transaction() as conn:
+                entry.job = await store.transition(
+                    conn,
+                    job.id,
+                    Status.DOWNLOADING,
+                    reason="clip file missing; downloading again",
+                    now=t.clock(),
+                )
+            t.schedule_in(entry, 0)
+            return
+        entry.deliveries += 1
+        try:
+            receipt = await t.sink.job_completed(job, clip)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = (exc.message or MSG_POST) if isinstance(exc, PermanentPostError) else None
+            if message is not None or entry.deliveries >= t.settings.delivery_attempts:
+                log.warning("job %s: posting the clip failed for good: %r", job.id, exc)
+                await t.endings.end(
+                    entry,
+                    job,
+                    Status.FAILED,
+                    reason=f"delivery failed: {exc!r}",
+                    member=message or MSG_POST,
+                )
+                return
+            delay = backoff_delay(entry.deliveries, t.settings)
+            log.warning(
+                "job %s: posting the clip failed (%r); retrying in %.1fs", job.id, exc, delay
+            )
+            t.schedule_in(entry, delay)
+            return
+        if receipt.message_id is not None or receipt.channel_id is not None:
+            async with t.db.transaction() as conn:
+                entry.job = job = await store.record_delivery(
+                    conn,
+                    job.id,
+                    channel_id=receipt.channel_id,
+                    message_id=receipt.message_id,
+                    now=t.clock(),
+                )
+        await self.mark_delivered(entry, job)
+
+    async def mark_delivered(self, entry: Entry | None, job: JobRecord) -> None:
+        """Delivered and settled in one transaction; `entry` None: a job resumed at start
+        that was already posted."""
+        t = self.tracker
+        now = t.clock()
+        where = f"message {job.result_message_id}" if job.result_message_id else "the sink"
+        async with t.db.transaction() as conn:
+            await store.transition(
+                conn, job.id, Status.DELIVERED, reason=f"posted as {where}", now=now
+            )
+            await quota.settle(conn, job.id, seconds=job.seconds, cost_usd=job.cost_usd, now=now)
+        if entry is not None:
+            t.drop(entry)
+            state = t._states.get(job.provider)
+            if state is not None and entry.submitted_here:  # learn what a job costs
+                learn_calls_per_job(state, entry.calls)
+        await asyncio.to_thread(t.files.remove_job_files, job)

@@ -1,0 +1,142 @@
+"""How a job ends other than delivered: failed, cancelled or expired, with its quota refunded
+in the same transaction, its files removed and the member told why (the `MSG_*` texts)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bot import quota
+from bot.jobs.tracker.entry import Entry
+from bot.providers.base import AuthenticationError, JobNotFoundError, ProviderError, ProviderJob
+from bot.store import jobs as store
+from bot.store.jobs import InvalidTransitionError, JobRecord, Status
+
+if TYPE_CHECKING:
+    from bot.jobs.tracker.engine import JobTracker
+
+log = logging.getLogger(__name__)
+
+# Member-facing reasons (job_ended).
+MSG_MISCONFIGURED = "the video service is misconfigured; an admin has been notified"
+MSG_DISK = "the finished clip could not be saved on the bot's server; an admin has been notified"
+MSG_DOWNLOAD = "the finished clip could not be downloaded from the video service"
+MSG_POST = "the finished clip could not be posted"
+MSG_INTERNAL = "something went wrong on the bot's side; an admin has been notified"
+MSG_GONE = "the video service no longer knows this job (it expired there)"
+MSG_PROVIDER_FAILED = "the video service could not make this video"
+
+
+class Endings:
+    """Terminal writes of a tracker other than `delivered` (see `Delivery`)."""
+
+    def __init__(self, tracker: JobTracker) -> None:
+        self.tracker = tracker
+
+    async def end(
+        self,
+        entry: Entry | None,
+        job: JobRecord,
+        status: Status,
+        *,
+        reason: str,
+        member: str,
+    ) -> None:
+        """Failed / cancelled / expired: status change and refund in one transaction."""
+        t = self.tracker
+        now = t.clock()
+        try:
+            async with t.db.transaction() as conn:
+                fresh = await store.transition(
+                    conn, job.id, status, reason=reason, now=now, failure_reason=member
+                )
+                await quota.refund(conn, job.id, reason=reason, now=now)
+        except InvalidTransitionError as exc:
+            log.info("job %s: not ended as %s (%s)", job.id, status, exc)
+            if entry is not None:
+                t.drop(entry)
+            return
+        # (any other error propagates with the job still tracked, so it is retried)
+        if entry is not None:
+            t.drop(entry)
+        log.info("job %s %s: %s", job.id, status, reason)
+        await asyncio.to_thread(t.files.remove_job_files, fresh)
+        await t.notify("job_ended", fresh, status.value, member)
+
+    async def end_for_error(self, entry: Entry, exc: ProviderError, *, stage: str) -> None:
+        """A provider error that no retry can fix, told to the member in their terms."""
+        job = entry.job
+        if isinstance(exc, AuthenticationError):
+            log.error(
+                "%s rejected the bot's credentials during %s of job %s (%s); check its API key "
+                "and account credit",
+                job.provider,
+                stage,
+                job.id,
+                exc,
+            )
+            await self.end(
+                entry,
+                job,
+                Status.FAILED,
+                reason=f"authentication error: {exc}",
+                member=MSG_MISCONFIGURED,
+            )
+        elif isinstance(exc, JobNotFoundError):
+            await self.end(
+                entry, job, Status.EXPIRED, reason=f"unknown at provider: {exc}", member=MSG_GONE
+            )
+        else:
+            member = exc.message or MSG_PROVIDER_FAILED
+            await self.end(
+                entry, job, Status.FAILED, reason=f"{stage} failed: {exc}", member=member
+            )
+
+    def deadline(self, job: JobRecord) -> datetime:
+        provider = self.tracker.providers.get(job.provider)
+        expiry = provider.limits.job_expiry if provider is not None else None
+        if expiry is None:
+            expiry = timedelta(seconds=self.tracker.settings.max_job_age_seconds)
+        return job.created_at + expiry
+
+    async def expire_if_due(self, entry: Entry) -> bool:
+        if self.tracker.clock() < self.deadline(entry.job):
+            return False
+        await self.expire(entry)
+        return True
+
+    async def expire(self, entry: Entry) -> None:
+        expiry = self.deadline(entry.job) - entry.job.created_at
+        hours = expiry.total_seconds() / 3600
+        await self.end(
+            entry,
+            entry.job,
+            Status.EXPIRED,
+            reason=f"older than {hours:g} h",
+            member=f"the video service did not finish it within {hours:g} h",
+        )
+
+    async def cancel_remote(self, pjob: ProviderJob) -> None:
+        """Best effort: ask the provider to stop a job (within its request budget)."""
+        t = self.tracker
+        state = t._states.get(pjob.provider)
+        provider = t.providers.get(pjob.provider)
+        if provider is None:
+            return
+        if state is not None:
+            loop = asyncio.get_running_loop()
+            wait = state.bucket.borrow(loop.time())
+            if wait > 0:
+                await asyncio.sleep(wait)
+        t.stats["cancel"] = t.stats.get("cancel", 0) + 1
+        try:
+            done = await provider.cancel(pjob)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s: cancelling job %s there failed: %s", pjob.provider, pjob.job_id, exc)
+            return
+        if not done:
+            log.info("%s has no cancel; job %s runs out there", pjob.provider, pjob.job_id)

@@ -1,0 +1,93 @@
+"""Restart recovery: the tracker's schedule rebuilt from the `jobs` table.
+
+State lives in SQLite; in-memory structures are only a schedule. At start the duration
+history is reloaded, leftover clip files are removed, and every unfinished job is put back
+according to its status (a `pending` job that had submission attempts may run twice at the
+provider, which is logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from bot.jobs.tracker.entry import Entry
+from bot.jobs.tracker.timing import Estimate, job_key
+from bot.store import jobs as store
+from bot.store.jobs import JobRecord, Status
+
+if TYPE_CHECKING:
+    from bot.jobs.tracker.engine import JobTracker
+
+log = logging.getLogger(__name__)
+
+
+async def load_history(tracker: JobTracker) -> None:
+    """Feed the duration model with the providers' recent finished jobs."""
+    for name in tracker.providers:
+        for sample in await store.recent_durations(tracker.db, name):
+            key = (name, sample.model, sample.duration, sample.width, sample.height, sample.fps)
+            tracker.model.add(key, sample.seconds)
+
+
+async def resume_all(tracker: JobTracker) -> int:
+    """Clean leftover clips, then resume every unfinished job; returns how many there were."""
+    active = await store.list_active(tracker.db)
+    await asyncio.to_thread(tracker.files.clean_clips, {j.id for j in active})
+    for job in active:
+        try:
+            await recover(tracker, job)
+        except Exception:
+            log.exception("job %s: could not be resumed; will retry", job.id)
+    return len(active)
+
+
+async def recover(tracker: JobTracker, job: JobRecord) -> None:
+    """Put one unfinished job back on the schedule according to its status."""
+    t = tracker
+    if job.id in t._entries:  # enqueue() and start() can race for a new job
+        return
+    loop = asyncio.get_running_loop()
+    state = t._states.get(job.provider)
+    if state is None:
+        await t.endings.end(
+            None,
+            job,
+            Status.FAILED,
+            reason=f"provider {job.provider} is not configured",
+            member=f"the video service `{job.provider}` is no longer configured here",
+        )
+        return
+    key = job_key(job.provider, job.request)
+    entry = Entry(job=job, key=key, est=Estimate(1.0, 1.0, 0, 1.0))
+    entry.est = t.estimate(entry)
+    t._entries[job.id] = entry
+    if job.status is Status.PENDING:
+        if job.attempts > 0:
+            log.warning(
+                "job %s: resubmitting after a restart; it had %d earlier submission "
+                "attempt(s), so the provider may run it twice",
+                job.id,
+                job.attempts,
+            )
+        state.queue.push(job.member, job.id)
+        entry.where = "queue"
+        entry.reported_position = state.queue.position(job.member, job.id)
+        return
+    if job.input_dir is not None:  # submitted before the restart: inputs are not needed
+        await asyncio.to_thread(t.files.remove_dir, job.input_dir)
+        async with t.db.transaction() as conn:
+            entry.job = job = await store.update_job(conn, job.id, now=t.clock(), input_dir=None)
+    if job.status is Status.DELIVERING and job.result_message_id is not None:
+        t._entries.pop(job.id, None)
+        await t.delivery.mark_delivered(None, job)
+        return
+    if job.status in (Status.SUBMITTED, Status.RUNNING):
+        state.occupying.add(job.id)
+        t._polling.setdefault(key, set()).add(job.id)
+        submitted = job.submitted_at or job.created_at
+        entry.submitted_mono = loop.time() - (t.clock() - submitted).total_seconds()
+        t.schedule_at(entry, t.plan_due(entry))
+        return
+    t.schedule_at(entry, loop.time())  # downloading / delivering: now

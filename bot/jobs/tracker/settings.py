@@ -1,0 +1,71 @@
+"""TrackerSettings: every knob of the job tracker, and how they follow the bot's Settings."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from bot.config import Settings
+from bot.providers.base import Provider
+
+
+class TrackerSettings(BaseModel):
+    """Knobs of the tracker. Per-provider dicts are keyed by provider name."""
+
+    # Request budget: default `limits.requests_per_minute / 60` (and `submits_per_minute`).
+    requests_per_second: dict[str, float] = Field(default_factory=dict)
+    submits_per_second: dict[str, float] = Field(default_factory=dict)
+    # Bucket size = rate * this (at least 1 call): small, so no 1-s window sees much more
+    # than the rate.
+    burst_seconds: float = Field(default=0.05, gt=0)
+    # Jobs in flight at a provider (submitted, not finished); default `limits.max_concurrency`.
+    max_concurrency: dict[str, int] = Field(default_factory=dict)
+    max_parallel_requests: int = Field(default=16, ge=1)  # HTTP calls in flight per provider
+    max_parallel_deliveries: int = Field(default=4, ge=1)
+    # When the budget is short, due polls go first, but waiting submissions still get at
+    # least this share of the calls.
+    min_submit_share: float = Field(default=0.2, gt=0, le=1)
+    # Submissions are paced at budget / (provider calls per job, learned; this to start),
+    # so a burst of jobs does not take more of the budget than their polls will leave.
+    expected_calls_per_job: float = Field(default=4.0, ge=1)
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)  # expiry + queue positions
+    # Polling plan.
+    min_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    max_poll_interval_seconds: float = Field(default=60.0, gt=0)
+    first_poll_lead: float = 0.0  # first poll at expected + lead * spread
+    window_gap_factor: float = Field(default=1.0, gt=0)  # poll gap near expected = spread * f
+    overdue_backoff: float = Field(default=0.2, ge=0)  # long overdue: gap >= this * overdue
+    prior_base_seconds: float = Field(default=30.0, ge=0)
+    prior_seconds_per_video_second: float = Field(default=6.0, ge=0)
+    prior_spread_fraction: float = Field(default=0.15, gt=0)
+    cold_low_fraction: float = Field(default=0.25, gt=0)  # early quantile without history
+    # Where first polls land, tracked per class from their outcomes (done yet or not):
+    # probes (providers with progress/ETA) aim at this early quantile of the provider time,
+    # plain first polls (no progress) at `first_poll_quantile`. `quantile_step` is the
+    # multiplicative learning rate.
+    probe_quantile: float = Field(default=0.05, gt=0, lt=1)
+    first_poll_quantile: float = Field(default=0.5, gt=0, lt=1)
+    quantile_step: float = Field(default=0.2, gt=0, le=1)
+    # A provider ETA (or one derived from progress) is trusted: poll at eta + margin, where
+    # margin = eta_margin_seconds + eta_margin_fraction * eta.
+    eta_margin_seconds: float = Field(default=0.2, ge=0)
+    eta_margin_fraction: float = Field(default=0.005, ge=0)
+    max_eta_wait_seconds: float = Field(default=180.0, gt=0)  # longest wait an ETA may ask
+    history_size: int = Field(default=50, ge=1)
+    # Errors.
+    error_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    error_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    provider_pause_max_seconds: float = Field(default=30.0, gt=0)
+    download_attempts: int = Field(default=6, ge=1)
+    delivery_attempts: int = Field(default=5, ge=1)
+    max_internal_errors: int = Field(default=5, ge=1)
+    # Age limit for providers that state no `job_expiry`.
+    max_job_age_seconds: float = Field(default=86_400.0, gt=0)
+
+
+def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) -> TrackerSettings:
+    """Tracker knobs from Settings; providers keep their published limits unless overridden."""
+    rate = settings.provider_requests_per_second
+    return TrackerSettings(
+        requests_per_second={name: rate for name in providers} if rate else {},
+    )
