@@ -11,7 +11,6 @@ from discord.ext import commands
 
 from bot import quota
 from bot.db import utcnow
-from bot.store import jobs as job_store
 from cogs.ui import timefmt
 from cogs.ui.checks import has_manage_guild
 
@@ -148,8 +147,8 @@ class AccountCog(commands.Cog):
     async def jobs_command(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None
-        records = await job_store.list_for_user(
-            self.bot.db, interaction.guild_id, interaction.user.id, JOBS_SHOWN
+        records = await self.bot.service.recent_jobs(
+            interaction.guild_id, interaction.user.id, JOBS_SHOWN
         )
         await interaction.followup.send(
             embed=jobs_embed(records, name=interaction.user.display_name),

@@ -4,5 +4,10 @@
 - `files`: every file a job owns under the data directory (inputs, clips, kept inputs).
 - `tracker`: drives admitted jobs through the provider and delivery, across restarts.
 
-Job rows and their SQL live in `bot/store/jobs.py`.
+Job rows and their SQL live in `bot/store/jobs.py`; the row model is re-exported here for
+the Discord side, which does not import the store.
 """
+
+from bot.store.jobs import JobRecord, Status
+
+__all__ = ["JobRecord", "Status"]

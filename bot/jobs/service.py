@@ -29,6 +29,7 @@ from bot.providers.base import (
     parse_resolution,
 )
 from bot.store import jobs as job_store
+from bot.store.jobs import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +233,23 @@ class VideoService:
 
         `by`: who pressed Cancel (None: the bot itself). False when it is too late."""
         return await self.tracker.cancel(job_id, by=by, reason=reason)
+
+    # ----- what the Discord side reads and remembers about a job ----------------------
+
+    async def job(self, job_id: int) -> JobRecord | None:
+        return await job_store.get_job(self.db, job_id)
+
+    async def recent_jobs(self, guild_id: int | None, user_id: int, limit: int) -> list[JobRecord]:
+        """A member's most recent jobs in a guild, newest first."""
+        return await job_store.list_for_user(self.db, guild_id, user_id, limit)
+
+    async def remember_status_message(self, job_id: int, message_id: int) -> None:
+        """The public status message of a job, so it can be edited after a restart."""
+        await job_store.set_interaction_message(self.db, job_id, message_id)
+
+    def queue_position(self, job_id: int) -> int | None:
+        """1-based place in its provider's queue, or None once it left the queue."""
+        return self.tracker.queue_position(job_id)
 
     async def _refusal(self, who: Requester, kind: str, message: str, prompt: str) -> None:
         await moderation.audit_refusal(

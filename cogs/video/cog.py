@@ -29,10 +29,9 @@ from discord.ext import commands
 
 from bot import media, moderation
 from bot.db import utcnow
+from bot.jobs import JobRecord
 from bot.jobs.service import Requester, RequestRefused
 from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
-from bot.store import jobs as job_store
-from bot.store.jobs import JobRecord
 from cogs.ui import text as render
 from cogs.video.buttons import JobButton, cancel_view
 from cogs.video.common import NO_MENTIONS, allowance_left, requester, send_ephemeral
@@ -253,7 +252,7 @@ class VideoCog(commands.Cog):
         self, interaction: discord.Interaction, live: Live, job_id: int, who: Requester
     ) -> None:
         """The private summary, then the public status message with its Cancel button."""
-        job = await job_store.get_job(self.bot.db, job_id)
+        job = await self.bot.service.job(job_id)
         assert job is not None
         if job.request.image or job.request.first_frame:
             try:
@@ -288,10 +287,10 @@ class VideoCog(commands.Cog):
             return
         live.last_edit = time.monotonic()
         live.public_id = live.public.id
-        await job_store.set_interaction_message(self.bot.db, job_id, live.public.id)
+        await self.bot.service.remember_status_message(job_id, live.public.id)
 
     def _queued_line(self, job_id: int, live: Live) -> str:
-        position = self.bot.tracker.queue_position(job_id)
+        position = self.bot.service.queue_position(job_id)
         state = "waiting for the video service" if position is None else "queued"
         return render.progress_line(state=state, elapsed_s=live.elapsed(), position=position)
 
@@ -333,7 +332,7 @@ class VideoCog(commands.Cog):
         """Defer, load the job and check the presser may `verb` it: (job, is_owner) or None
         after telling them why not."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await job_store.get_job(self.bot.db, job_id)
+        job = await self.bot.service.job(job_id)
         if job is None:
             await send_ephemeral(interaction, "That job no longer exists.")
             return None
@@ -368,7 +367,7 @@ class VideoCog(commands.Cog):
         if problem is not None:
             await send_ephemeral(interaction, problem)
             return
-        job = await job_store.get_job(self.bot.db, job_id)
+        job = await self.bot.service.job(job_id)
         if job is None:
             await send_ephemeral(interaction, "That job no longer exists.")
             return

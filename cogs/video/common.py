@@ -9,8 +9,8 @@ import discord
 
 from bot import quota
 from bot.db import utcnow
+from bot.jobs import JobRecord
 from bot.jobs.service import Requester
-from bot.store.jobs import JobRecord
 from cogs.ui import text as render
 
 if TYPE_CHECKING:

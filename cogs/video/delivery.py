@@ -18,8 +18,8 @@ import discord
 
 from bot import media
 from bot.errors import PermanentPostError
+from bot.jobs import JobRecord
 from bot.jobs.tracker import DeliveryReceipt
-from bot.store.jobs import JobRecord
 from cogs.ui import text as render
 from cogs.video.buttons import result_view
 from cogs.video.common import (

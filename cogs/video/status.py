@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.db import utcnow
+from bot.jobs import JobRecord
 from bot.scheduling import create_task
-from bot.store.jobs import JobRecord
 from cogs.ui import text as render
 from cogs.video.buttons import cancel_view
 from cogs.video.common import NO_MENTIONS, header_of

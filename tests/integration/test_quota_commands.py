@@ -16,6 +16,7 @@ from discord import app_commands
 
 from bot import quota
 from bot.db import to_db_time, utcnow
+from bot.jobs.service import VideoService
 from bot.moderation.audit import listen
 from bot.store import guilds as guild_store
 from cogs import account
@@ -98,9 +99,21 @@ def role(role_id: int):
 
 
 @pytest.fixture
-def bot(db):
+def bot(db, tmp_path):
+    # The real service over the test database; /jobs reads through it (no tracker needed).
+    service = VideoService(
+        db,
+        {},
+        None,  # type: ignore[arg-type]
+        data_dir=tmp_path,
+        default_provider="simulator",
+        default_quota_seconds=60,
+        max_active_per_member=2,
+    )
     return SimpleNamespace(
-        db=db, settings=SimpleNamespace(quota_seconds_per_day=60, max_active_jobs_per_member=2)
+        db=db,
+        service=service,
+        settings=SimpleNamespace(quota_seconds_per_day=60, max_active_jobs_per_member=2),
     )
 
 
