@@ -13,17 +13,16 @@ Read helpers accept either the `Database` or a `Connection` (the latter inside a
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from bot.db import Database, from_db_time, to_db_time
 from bot.providers.base import Adjustment, Mode, NegotiatedRequest, ProviderJob
+from bot.store._conn import Connection, DbOrConn, Row, fetchall, fetchone
 
 
 class Status(StrEnum):
@@ -64,8 +63,6 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CANCELLED: frozenset(),
     Status.EXPIRED: frozenset(),
 }
-
-Source = Database | aiosqlite.Connection
 
 
 class UnknownJobError(LookupError):
@@ -172,25 +169,11 @@ class DurationSample(BaseModel):
 # ----- low-level helpers ---------------------------------------------------------------
 
 
-async def _fetchall(src: Source, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-    if isinstance(src, Database):
-        return await src.fetchall(sql, params)
-    async with src.execute(sql, params) as cursor:
-        return list(await cursor.fetchall())
-
-
-async def _fetchone(src: Source, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-    if isinstance(src, Database):
-        return await src.fetchone(sql, params)
-    async with src.execute(sql, params) as cursor:
-        return await cursor.fetchone()
-
-
 def _time(value: str | None) -> datetime | None:
     return None if value is None else from_db_time(value)
 
 
-def _record(row: aiosqlite.Row) -> JobRecord:
+def _record(row: Row) -> JobRecord:
     created = from_db_time(row["created_at"])
     return JobRecord(
         id=row["id"],
@@ -251,9 +234,7 @@ def _encode_field(name: str, value: Any) -> tuple[str, Any]:
     raise ValueError(f"jobs.{name} cannot be set through the job store")
 
 
-async def _update(
-    conn: aiosqlite.Connection, job_id: int, now: datetime, values: dict[str, Any]
-) -> None:
+async def _update(conn: Connection, job_id: int, now: datetime, values: dict[str, Any]) -> None:
     columns = ["updated_at = ?"]
     params: list[Any] = [to_db_time(now)]
     for name, value in values.items():
@@ -264,16 +245,16 @@ async def _update(
     await conn.execute(f"UPDATE jobs SET {', '.join(columns)} WHERE id = ?", params)  # noqa: S608
 
 
-async def _fresh(conn: aiosqlite.Connection, job_id: int) -> JobRecord:
+async def _fresh(conn: Connection, job_id: int) -> JobRecord:
     """The row after a write: the one copy callers keep (never patched field by field)."""
-    row = await _fetchone(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+    row = await fetchone(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
     if row is None:
         raise UnknownJobError(job_id)
     return _record(row)
 
 
 async def _event(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     job_id: int,
     from_status: Status | None,
     to_status: Status,
@@ -290,7 +271,7 @@ async def _event(
 
 
 async def insert_job(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     *,
     guild_id: int | None,
     channel_id: int | None,
@@ -331,7 +312,7 @@ async def insert_job(
 
 
 async def transition(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     job_id: int,
     to_status: Status | str,
     *,
@@ -347,7 +328,7 @@ async def transition(
     Raises UnknownJobError / InvalidTransitionError (the caller's transaction then rolls back).
     """
     target = Status(to_status)
-    row = await _fetchone(conn, "SELECT status, provider_done_at FROM jobs WHERE id = ?", (job_id,))
+    row = await fetchone(conn, "SELECT status, provider_done_at FROM jobs WHERE id = ?", (job_id,))
     if row is None:
         raise UnknownJobError(job_id)
     current = Status(row["status"])
@@ -366,18 +347,16 @@ async def transition(
     return await _fresh(conn, job_id)
 
 
-async def update_job(
-    conn: aiosqlite.Connection, job_id: int, *, now: datetime, **fields: Any
-) -> JobRecord:
+async def update_job(conn: Connection, job_id: int, *, now: datetime, **fields: Any) -> JobRecord:
     """Set fields without a status change (progress, attempts, resume data...); returns the
     row as now written."""
     await _update(conn, job_id, now, fields)
     return await _fresh(conn, job_id)
 
 
-async def add_note(conn: aiosqlite.Connection, job_id: int, *, reason: str, now: datetime) -> None:
+async def add_note(conn: Connection, job_id: int, *, reason: str, now: datetime) -> None:
     """An event row without a status change (e.g. a submission retry), for the audit trail."""
-    row = await _fetchone(conn, "SELECT status FROM jobs WHERE id = ?", (job_id,))
+    row = await fetchone(conn, "SELECT status FROM jobs WHERE id = ?", (job_id,))
     if row is None:
         raise UnknownJobError(job_id)
     status = Status(row["status"])
@@ -385,7 +364,7 @@ async def add_note(conn: aiosqlite.Connection, job_id: int, *, reason: str, now:
 
 
 async def record_delivery(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     job_id: int,
     *,
     channel_id: int | None,
@@ -408,22 +387,22 @@ async def set_interaction_message(db: Database, job_id: int, message_id: int) ->
 # ----- reads -----------------------------------------------------------------------------
 
 
-async def get_job(src: Source, job_id: int) -> JobRecord | None:
-    row = await _fetchone(src, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+async def get_job(src: DbOrConn, job_id: int) -> JobRecord | None:
+    row = await fetchone(src, "SELECT * FROM jobs WHERE id = ?", (job_id,))
     return None if row is None else _record(row)
 
 
-async def list_active(src: Source) -> list[JobRecord]:
+async def list_active(src: DbOrConn) -> list[JobRecord]:
     """Every unfinished job, oldest first."""
-    rows = await _fetchall(src, f"SELECT * FROM jobs WHERE {_ACTIVE_SQL} ORDER BY id")  # noqa: S608
+    rows = await fetchall(src, f"SELECT * FROM jobs WHERE {_ACTIVE_SQL} ORDER BY id")  # noqa: S608
     return [_record(row) for row in rows]
 
 
 async def list_for_user(
-    src: Source, guild_id: int | None, user_id: int, limit: int = 10
+    src: DbOrConn, guild_id: int | None, user_id: int, limit: int = 10
 ) -> list[JobRecord]:
     """A member's most recent jobs, newest first."""
-    rows = await _fetchall(
+    rows = await fetchall(
         src,
         "SELECT * FROM jobs WHERE guild_id IS ? AND user_id = ? ORDER BY id DESC LIMIT ?",
         (guild_id, user_id, limit),
@@ -431,8 +410,8 @@ async def list_for_user(
     return [_record(row) for row in rows]
 
 
-async def list_events(src: Source, job_id: int) -> list[JobEvent]:
-    rows = await _fetchall(src, "SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
+async def list_events(src: DbOrConn, job_id: int) -> list[JobEvent]:
+    rows = await fetchall(src, "SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
     return [
         JobEvent(
             id=row["id"],
@@ -446,20 +425,22 @@ async def list_events(src: Source, job_id: int) -> list[JobEvent]:
     ]
 
 
-async def count_active(src: Source, provider: str | None = None) -> dict[str, int]:
+async def count_active(src: DbOrConn, provider: str | None = None) -> dict[str, int]:
     """Unfinished jobs per status (optionally for one provider)."""
     sql = f"SELECT status, COUNT(*) AS n FROM jobs WHERE {_ACTIVE_SQL}"  # noqa: S608
     params: tuple[Any, ...] = ()
     if provider is not None:
         sql += " AND provider = ?"
         params = (provider,)
-    rows = await _fetchall(src, sql + " GROUP BY status", params)
+    rows = await fetchall(src, sql + " GROUP BY status", params)
     return {row["status"]: int(row["n"]) for row in rows}
 
 
-async def recent_durations(src: Source, provider: str, *, limit: int = 500) -> list[DurationSample]:
+async def recent_durations(
+    src: DbOrConn, provider: str, *, limit: int = 500
+) -> list[DurationSample]:
     """Submission → provider-done times of the provider's most recent finished jobs."""
-    rows = await _fetchall(
+    rows = await fetchall(
         src,
         "SELECT model, seconds, params_json, submitted_at, provider_done_at FROM jobs"
         " WHERE provider = ? AND submitted_at IS NOT NULL AND provider_done_at IS NOT NULL"
