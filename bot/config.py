@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot import limits
+from bot.limits import Bound
 
 ProviderName = Literal["bytecompute", "leonardo", "simulator"]
 
@@ -47,28 +50,30 @@ class Settings(BaseSettings):
 
     default_provider: ProviderName | None = Field(default=None, validation_alias="DEFAULT_PROVIDER")
     simulator_enabled: bool | None = Field(default=None, validation_alias="SIMULATOR_ENABLED")
-    quota_seconds_per_day: int = Field(
-        default=60, ge=0, le=86_400, validation_alias="QUOTA_SECONDS_PER_DAY"
+    # Every numeric setting's range is a `bot.limits.Bound` (the same object as the admin
+    # command's where both can set it); bot/limits.py says what each bound protects.
+    quota_seconds_per_day: Annotated[int, limits.ALLOWANCE_SECONDS] = Field(
+        default=60, validation_alias="QUOTA_SECONDS_PER_DAY"
     )
     dev_guild_id: int | None = Field(default=None, validation_alias="DEV_GUILD_ID")
 
     # Tuning knobs (not part of the fixed interface; sensible defaults).
-    simulator_delay_seconds: float = Field(
-        default=3.0, ge=0, le=3600, validation_alias="SIMULATOR_DELAY_SECONDS"
+    simulator_delay_seconds: Annotated[float, limits.SIMULATOR_DELAY_SECONDS] = Field(
+        default=3.0, validation_alias="SIMULATOR_DELAY_SECONDS"
     )
-    max_active_jobs_per_member: int = Field(
-        default=2, ge=1, le=50, validation_alias="MAX_ACTIVE_JOBS_PER_MEMBER"
+    max_active_jobs_per_member: Annotated[int, limits.JOBS_PER_MEMBER] = Field(
+        default=2, validation_alias="MAX_ACTIVE_JOBS_PER_MEMBER"
     )
-    provider_requests_per_second: float | None = Field(
-        default=None, gt=0, le=1000, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
+    provider_requests_per_second: Annotated[float | None, limits.REQUESTS_PER_SECOND] = Field(
+        default=None, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
     )
     # Leonardo publishes no LTX-2.3 price: USD per second at 1080p used for quotes (see
     # bot/pricing.py; 1440p costs 2x, 2160p 4x).
-    leonardo_fast_usd_per_second: float = Field(
-        default=0.06, ge=0, le=100, validation_alias="LEONARDO_FAST_USD_PER_SECOND"
+    leonardo_fast_usd_per_second: Annotated[float, limits.USD_PER_SECOND] = Field(
+        default=0.06, validation_alias="LEONARDO_FAST_USD_PER_SECOND"
     )
-    leonardo_pro_usd_per_second: float = Field(
-        default=0.08, ge=0, le=100, validation_alias="LEONARDO_PRO_USD_PER_SECOND"
+    leonardo_pro_usd_per_second: Annotated[float, limits.USD_PER_SECOND] = Field(
+        default=0.08, validation_alias="LEONARDO_PRO_USD_PER_SECOND"
     )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
@@ -168,6 +173,14 @@ _FIELD_ENV = {
     if isinstance(field.validation_alias, str)
 }
 
+# The Bound of each numeric setting, by variable: any error on it is reported as its range.
+_ENV_BOUND = {
+    _FIELD_ENV.get(name, name.upper()): meta
+    for name, field in Settings.model_fields.items()
+    for meta in field.metadata
+    if isinstance(meta, Bound)
+}
+
 
 def load_settings(**overrides: object) -> Settings:
     """Build Settings, turning a validation error into one readable ConfigError line."""
@@ -179,6 +192,10 @@ def load_settings(**overrides: object) -> Settings:
             loc = err.get("loc") or ()
             key = str(loc[0]) if loc else ""
             env = _FIELD_ENV.get(key, key.upper() or "configuration")
-            msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            bound = _ENV_BOUND.get(env)
+            if bound is not None:
+                msg = bound.message(whole_number=str(err.get("type", "")).startswith("int_"))
+            else:
+                msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
             parts.append(f"{env}: {msg}")
         raise ConfigError("invalid configuration: " + "; ".join(parts)) from None

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from bot import limits
 from bot.db import Database
 from bot.moderation.audit import Change, admin_change
 from bot.quota.ledger import reset_member
@@ -39,9 +40,9 @@ class AllowanceOverview(BaseModel):
     spent_this_month_usd: float
 
 
-def _check_range(name: str, value: float, low: float, high: float, unit: str = "") -> None:
-    if not low <= value <= high:
-        raise AllowanceInputError(f"`{name}` must be between {low:g} and {high:,g}{unit}.")
+def _check_range(name: str, value: float, bound: limits.Bound, unit: str = "") -> None:
+    if not bound.contains(value):
+        raise AllowanceInputError(f"`{name}` must be {bound.between()}{unit}.")
 
 
 async def overview(
@@ -75,10 +76,10 @@ async def set_default(
     now: datetime,
     default_seconds: int,
 ) -> Change:
-    _check_range("seconds", seconds, 0, 10_000_000, " s")
+    _check_range("seconds", seconds, limits.ALLOWANCE_SECONDS, " s")
     fields: dict[str, Any] = {"quota_seconds": seconds}
     if window_hours is not None:
-        _check_range("window_hours", window_hours, 1, 744, " h")
+        _check_range("window_hours", window_hours, limits.WINDOW_HOURS, " h")
         fields["quota_window_seconds"] = round(window_hours * 3600)
     async with db.transaction() as conn:
         old = await guild_store.get_guild_settings(conn, guild_id)
@@ -102,7 +103,7 @@ async def set_role(
     db: Database, *, guild_id: int, actor_id: int, role_id: int, seconds: int | None, now: datetime
 ) -> Change:
     if seconds is not None:
-        _check_range("seconds", seconds, 0, 10_000_000, " s")
+        _check_range("seconds", seconds, limits.ALLOWANCE_SECONDS, " s")
     async with db.transaction() as conn:
         previous = await guild_store.set_role_allowance(conn, guild_id, role_id, seconds, now=now)
         before = "not set" if previous is None else fmt_allowance(previous.seconds)
@@ -145,7 +146,7 @@ async def set_member(
     db: Database, *, guild_id: int, actor_id: int, user_id: int, seconds: int | None, now: datetime
 ) -> Change:
     if seconds is not None:
-        _check_range("seconds", seconds, 0, 10_000_000, " s")
+        _check_range("seconds", seconds, limits.ALLOWANCE_SECONDS, " s")
     async with db.transaction() as conn:
         previous = await guild_store.set_member_allowance(conn, guild_id, user_id, seconds, now=now)
         before = "not set" if previous is None else fmt_allowance(previous.seconds)
@@ -222,7 +223,7 @@ async def set_concurrency(
 ) -> Change:
     """Cap open jobs per member (None: back to the bot default)."""
     if jobs is not None:
-        _check_range("jobs", jobs, 1, 100)
+        _check_range("jobs", jobs, limits.JOBS_PER_MEMBER)
 
     def show(value: int | None) -> str:
         if value is not None:
@@ -246,7 +247,7 @@ async def set_concurrency(
 async def set_cooldown(
     db: Database, *, guild_id: int, actor_id: int, seconds: int, now: datetime
 ) -> Change:
-    _check_range("seconds", seconds, 0, 86_400, " s")
+    _check_range("seconds", seconds, limits.COOLDOWN_SECONDS, " s")
     return await _set_field(
         db,
         guild_id=guild_id,
@@ -266,7 +267,7 @@ async def set_budget(
     if usd is not None:
         if math.isnan(usd):
             raise AllowanceInputError("`usd` must be a number.")
-        _check_range("usd", usd, 0, 1_000_000, " USD")
+        _check_range("usd", usd, limits.MONTHLY_BUDGET_USD, " USD")
     return await _set_field(
         db,
         guild_id=guild_id,
@@ -284,7 +285,7 @@ async def set_hd_weight(
 ) -> Change:
     if math.isnan(weight):
         raise AllowanceInputError("`weight` must be a number.")
-    _check_range("weight", weight, 1, 10, "×")
+    _check_range("weight", weight, limits.HD_WEIGHT, "×")
     return await _set_field(
         db,
         guild_id=guild_id,

@@ -18,12 +18,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.db import from_db_time, to_db_time, utcnow
+from bot.limits import (
+    ALLOWANCE_SECONDS,
+    COOLDOWN_SECONDS,
+    HD_WEIGHT,
+    JOBS_PER_MEMBER,
+    MONTHLY_BUDGET_USD,
+    WINDOW_HOURS,
+)
 from bot.store._conn import Connection, DbOrConn, Row, fetchall, writing
 
 DEFAULT_WINDOW_SECONDS = 86_400
 DEFAULT_HD_WEIGHT = 2.0
 DEFAULT_RETENTION_DAYS = 90
-MAX_WINDOW_SECONDS = 31 * 86_400
+MAX_WINDOW_SECONDS = int(WINDOW_HOURS.high) * 3600  # 31 days
 
 
 class GuildSettings(BaseModel):
@@ -38,12 +46,17 @@ class GuildSettings(BaseModel):
 
     guild_id: int
     log_channel_id: int | None = None
-    quota_seconds: int | None = Field(default=None, ge=0, le=10_000_000)
+    quota_seconds: int | None = Field(
+        default=None, ge=ALLOWANCE_SECONDS.low, le=ALLOWANCE_SECONDS.high
+    )
     quota_window_seconds: int = Field(default=DEFAULT_WINDOW_SECONDS, ge=60, le=MAX_WINDOW_SECONDS)
-    hd_weight: float = Field(default=DEFAULT_HD_WEIGHT, ge=1.0, le=10.0)
-    max_concurrent_jobs: int | None = Field(default=None, ge=1, le=1000)
-    cooldown_seconds: int = Field(default=0, ge=0, le=86_400)
-    monthly_budget_usd: float | None = Field(default=None, gt=0, le=1_000_000)
+    hd_weight: float = Field(default=DEFAULT_HD_WEIGHT, ge=HD_WEIGHT.low, le=HD_WEIGHT.high)
+    max_concurrent_jobs: int | None = Field(
+        default=None, ge=JOBS_PER_MEMBER.low, le=JOBS_PER_MEMBER.high
+    )
+    cooldown_seconds: int = Field(default=0, ge=COOLDOWN_SECONDS.low, le=COOLDOWN_SECONDS.high)
+    # 0 is stored as None (no budget), hence more than 0 here.
+    monthly_budget_usd: float | None = Field(default=None, gt=0, le=MONTHLY_BUDGET_USD.high)
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1, le=3650)
     updated_at: datetime | None = None
 
@@ -173,8 +186,8 @@ def _member(row: Row) -> MemberAllowance:
 
 
 def _check_seconds(seconds: int | None) -> None:
-    if seconds is not None and not 0 <= seconds <= 10_000_000:
-        raise ValueError("allowance seconds must be between 0 and 10,000,000 (or unlimited)")
+    if seconds is not None and not ALLOWANCE_SECONDS.contains(seconds):
+        raise ValueError(f"allowance seconds must be {ALLOWANCE_SECONDS.between()} (or unlimited)")
 
 
 async def list_role_allowances(target: DbOrConn, guild_id: int) -> list[RoleAllowance]:

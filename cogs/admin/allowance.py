@@ -13,7 +13,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from bot import quota
+from bot import limits, quota
 from bot.db import utcnow
 from bot.moderation import Change
 from bot.quota import AllowanceInputError, AllowanceOverview
@@ -28,7 +28,13 @@ allowance_group = app_commands.Group(
     guild_only=True,
 )
 
-Seconds = app_commands.Range[int, 0, 10_000_000]
+# Option ranges: the bounds in bot.limits, shared with the env settings and bot.quota.
+Seconds = app_commands.Range[int, limits.ALLOWANCE_SECONDS.low, limits.ALLOWANCE_SECONDS.high]
+WindowHours = app_commands.Range[int, limits.WINDOW_HOURS.low, limits.WINDOW_HOURS.high]
+Jobs = app_commands.Range[int, limits.JOBS_PER_MEMBER.low, limits.JOBS_PER_MEMBER.high]
+Cooldown = app_commands.Range[int, limits.COOLDOWN_SECONDS.low, limits.COOLDOWN_SECONDS.high]
+Usd = app_commands.Range[float, limits.MONTHLY_BUDGET_USD.low, limits.MONTHLY_BUDGET_USD.high]
+Weight = app_commands.Range[float, limits.HD_WEIGHT.low, limits.HD_WEIGHT.high]
 
 
 def seconds_or_unlimited(seconds: int | None, unlimited: bool) -> int | None:
@@ -143,7 +149,7 @@ async def show(interaction: discord.Interaction) -> None:
 async def default(
     interaction: discord.Interaction,
     seconds: Seconds,
-    window_hours: app_commands.Range[int, 1, 744] | None = None,
+    window_hours: WindowHours | None = None,
 ) -> None:
     async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_default(
@@ -239,9 +245,7 @@ async def clear_role(interaction: discord.Interaction, role: discord.Role) -> No
 
 @allowance_group.command(name="concurrency", description="Cap unfinished jobs per member")
 @app_commands.describe(jobs="Most unfinished jobs a member may have (empty: bot default)")
-async def concurrency(
-    interaction: discord.Interaction, jobs: app_commands.Range[int, 1, 100] | None = None
-) -> None:
+async def concurrency(interaction: discord.Interaction, jobs: Jobs | None = None) -> None:
     async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_concurrency(
             bot.db,
@@ -257,9 +261,7 @@ async def concurrency(
 
 @allowance_group.command(name="cooldown", description="Minimum time between a member's clips")
 @app_commands.describe(seconds="Seconds between two clips of one member (0 = none)")
-async def cooldown(
-    interaction: discord.Interaction, seconds: app_commands.Range[int, 0, 86_400]
-) -> None:
+async def cooldown(interaction: discord.Interaction, seconds: Cooldown) -> None:
     async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_cooldown(
             bot.db, guild_id=guild_id, actor_id=interaction.user.id, seconds=seconds, now=utcnow()
@@ -272,7 +274,7 @@ async def cooldown(
 @app_commands.describe(usd="US dollars per calendar month (UTC); 0 or empty = no cap")
 async def budget(
     interaction: discord.Interaction,
-    usd: app_commands.Range[float, 0, 1_000_000] | None = None,
+    usd: Usd | None = None,
 ) -> None:
     async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_budget(
@@ -284,9 +286,7 @@ async def budget(
 
 @allowance_group.command(name="hd-weight", description="How much an HD second counts")
 @app_commands.describe(weight="Allowance seconds per second of video above 1280×720 (1–10)")
-async def hd_weight(
-    interaction: discord.Interaction, weight: app_commands.Range[float, 1, 10]
-) -> None:
+async def hd_weight(interaction: discord.Interaction, weight: Weight) -> None:
     async def action(bot: Any, guild_id: int) -> Change:
         return await quota.set_hd_weight(
             bot.db, guild_id=guild_id, actor_id=interaction.user.id, weight=weight, now=utcnow()

@@ -146,3 +146,19 @@ async def test_generate_refuses_bad_input_clearly(tmp_path: Path) -> None:
     assert code == 2
     assert "PNG, JPEG or WebP" in err and "Traceback" not in err
     assert not (tmp_path / "o.mp4").exists()
+
+
+async def test_check_accepts_an_allowance_beyond_a_day(tmp_path: Path) -> None:
+    """Seconds of video, not wall-clock time: 100,000 s per member per day is a setting."""
+    code, out, _ = await run_cli(tmp_path, "migrate")
+    assert code == 0, out
+    code, out, err = await run_cli(tmp_path, "check", QUOTA_SECONDS_PER_DAY="100000")
+    assert code == 0, out + err
+    assert "invalid configuration" not in err
+
+
+async def test_out_of_range_setting_says_what_to_set(tmp_path: Path) -> None:
+    code, _, err = await run_cli(tmp_path, "check", MAX_ACTIVE_JOBS_PER_MEMBER="0")
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert "MAX_ACTIVE_JOBS_PER_MEMBER: must be 1 or more" in err and "set e.g." in err

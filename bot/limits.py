@@ -1,0 +1,126 @@
+"""The accepted range of every numeric setting, defined once.
+
+A quantity that can be set both by an environment variable (`bot.config`) and by an admin
+command (`/videoadmin allowance …`: `cogs.admin.allowance`, checked again in `bot.quota.admin` and
+`bot.store.guilds`) uses the same `Bound` object in all those places, so the two cannot
+drift apart. Each bound says next to it what it protects; where nothing but the number's
+representation limits a setting, the upper bound is `LARGEST`.
+
+A `Bound` is also pydantic metadata: `Annotated[int, ALLOWANCE_SECONDS]` validates the range
+(and refuses NaN and infinities), and `bot.config.load_settings` turns any error on such a
+field into `message()`: the accepted range, what the number means and an example to set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+# The largest whole number every place a setting goes carries exactly: a Discord INTEGER or
+# NUMBER option (±2^53), a float (the ledger's REAL columns, where allowance seconds are
+# compared with used seconds) and a SQLite INTEGER column (64-bit).
+LARGEST = 2**53 - 1
+
+
+def fmt_number(value: float) -> str:
+    """`1,000,000`, `9,007,199,254,740,991`, `0.5`: whole numbers in full, with separators."""
+    if isinstance(value, int) or value.is_integer():
+        return f"{int(value):,}"
+    return f"{value:,g}"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """Accepted values: `low` ≤ value ≤ `high` (`low` < value if `low_open`), finite.
+
+    `meaning` says what the number is ("seconds of video per member …"); `example` is a
+    value to suggest in a refusal.
+    """
+
+    low: int | float
+    high: int | float
+    meaning: str
+    example: str
+    low_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if not math.isfinite(value) or value > self.high:
+            return False
+        return value > self.low if self.low_open else value >= self.low
+
+    def describe(self) -> str:
+        """The range in words: `0 or more`, `more than 0`, `from 1 to 10`."""
+        low = fmt_number(self.low)
+        if self.high == LARGEST:
+            return f"more than {low}" if self.low_open else f"{low} or more"
+        start = f"more than {low}, up to" if self.low_open else f"from {low} to"
+        return f"{start} {fmt_number(self.high)}"
+
+    def between(self) -> str:
+        """The range as the admin commands word it: `between 0 and 10`."""
+        low = f"more than {fmt_number(self.low)}" if self.low_open else fmt_number(self.low)
+        return f"between {low} and {fmt_number(self.high)}"
+
+    def message(self, *, whole_number: bool = False) -> str:
+        """The refusal: range, meaning (and the representable maximum), an example."""
+        kind = "a whole number, " if whole_number else ""
+        cap = f"; at most {fmt_number(self.high)}" if self.high == LARGEST else ""
+        return f"must be {kind}{self.describe()} ({self.meaning}{cap}); set e.g. {self.example}"
+
+    def _check(self, value: Any) -> Any:
+        if value is not None and not self.contains(value):
+            raise ValueError(self.message())
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+
+# ----- allowances: env QUOTA_SECONDS_PER_DAY and /videoadmin allowance default|role|member --
+
+# Seconds of *video*, not wall-clock time (clips render in parallel; a large number means
+# "practically unlimited"), so only the representation limits it. 0: no allowance.
+ALLOWANCE_SECONDS = Bound(
+    0, LARGEST, "seconds of video per member per rolling window, 24 h by default", "600"
+)
+
+# ----- env MAX_ACTIVE_JOBS_PER_MEMBER and /videoadmin allowance concurrency ---------------
+
+# At least 1: with 0 no member could start a clip (and a stored 0 reads as "bot default").
+# No upper limit but the representation: a cap above what members run is simply no cap.
+JOBS_PER_MEMBER = Bound(1, LARGEST, "unfinished clips one member may have at once", "2")
+
+# ----- admin-only settings (/videoadmin allowance …), unchanged ranges ---------------------
+
+# Up to one day: a longer pause between clips is a block (`/videoadmin block … duration`).
+COOLDOWN_SECONDS = Bound(0, 86_400, "seconds between two clips of one member", "30")
+
+# A policy cap kept as it was (0 or empty means no budget; Discord itself would carry 2^53).
+MONTHLY_BUDGET_USD = Bound(0, 1_000_000, "USD per calendar month for the whole server", "50")
+
+# At least 1: an HD second must not count less than an SD one; 10: a policy cap kept as it was.
+HD_WEIGHT = Bound(1, 10, "allowance seconds per second of video above 1280×720", "2")
+
+# 1 h to 31 days (`bot.store.guilds.MAX_WINDOW_SECONDS`): a window at most one budget
+# month long, as it was.
+WINDOW_HOURS = Bound(1, 744, "hours in the rolling allowance window", "24")
+
+# ----- environment-only settings ------------------------------------------------------------
+
+# At most the simulator's job expiry (`bot.providers.simulator.JOB_EXPIRY`, 24 h): a longer
+# delay would have the tracker expire every simulated clip before it is done.
+SIMULATOR_DELAY_SECONDS = Bound(0, 86_400, "seconds a simulated clip takes to render", "3")
+
+# More than 0: at rate 0 the provider's token bucket never refills and every call waits
+# forever. Above that only the representation (a finite rate) limits it.
+REQUESTS_PER_SECOND = Bound(0, LARGEST, "API calls per second to each provider", "2", low_open=True)
+
+# 0 or more: a negative price makes a negative quote, which a reservation refuses, so every
+# Leonardo clip would fail. Finite up to LARGEST: ×4 (2160p) × seconds stays a finite cost.
+USD_PER_SECOND = Bound(0, LARGEST, "USD per second of 1080p video, for quotes", "0.06")
