@@ -87,6 +87,8 @@ class JobTracker:
         self._next_wake = math.inf
         self._next_sweep = 0.0
         self._notifier: asyncio.Task[Any] | None = None
+        self._task_kinds: dict[asyncio.Task[Any], str] = {}
+        self._resume_retries: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {"submit": 0, "poll": 0, "download": 0, "cancel": 0}
 
     # ----- public API ------------------------------------------------------------------
@@ -107,17 +109,32 @@ class JobTracker:
         log.info("job tracker started with %d unfinished job(s)", active)
 
     async def stop(self) -> None:
-        """Stop taking work, give in-flight calls the grace period, leave the rest resumable."""
+        """Stop taking work, give in-flight calls the grace period, leave the rest resumable.
+
+        Every call gets `shutdown_grace_seconds`; a submission or an upload in flight (which
+        the provider may bill, or Discord may store, even when its answer is lost) gets up
+        to `inflight_grace_seconds` in all before it is interrupted."""
         if not self._started or self._stopping:
             return
         self._stopping = True
         self._wake.set()
+        for retry in self._resume_retries:
+            retry.cancel()
         if self._dispatcher is not None:
             self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
+            await asyncio.gather(self._dispatcher, *self._resume_retries, return_exceptions=True)
         tasks = set(self._tasks)
         if tasks:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+            billed = {t for t in pending if self._task_kinds.get(t) in (SUBMIT, DELIVER)}
+            left = self.settings.inflight_grace_seconds - (loop.time() - started)
+            if billed and left > 0:
+                log.info("stopping: waiting up to %.0fs for %d submission(s)/upload(s)",
+                         left, len(billed))
+                await asyncio.wait(billed, timeout=left)
+                pending = {t for t in pending if not t.done()}
             for task in pending:
                 task.cancel()
             if pending:
@@ -132,17 +149,58 @@ class JobTracker:
         self._ready_deliveries.clear()
 
     async def enqueue(self, job_id: int) -> None:
-        """Take a freshly admitted job (row already written by `insert_job`)."""
+        """Take a freshly admitted job (row already written by `insert_job`).
+
+        Never raises for a job it could not take at once: it retries with backoff (and in
+        the end fails the job with a refund), so an admitted job always runs or is refunded.
+        """
         if not self._started or self._stopping or job_id in self._entries:
             return  # start() picks it up from the table
-        job = await store.get_job(self.db, job_id)
-        if job is None or job.status is not Status.PENDING:
-            log.warning("enqueue(%s): no pending job with that id", job_id)
+        await self.resume(job_id)
+
+    async def resume(self, job_id: int, job: JobRecord | None = None, failures: int = 0) -> None:
+        """Put an unfinished job on the schedule; on an error retry later with backoff.
+
+        After `max_internal_errors` failed attempts the job is failed and refunded, so its
+        reservation and the member's concurrency slot are never held silently."""
+        try:
+            if job is None:
+                job = await store.get_job(self.db, job_id)
+                if job is None or job.status in store.TERMINAL_STATUSES:
+                    log.info("job %s: nothing to resume (%s)", job_id, job and job.status)
+                    return
+            await recovery.recover(self, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            entry = self._entries.get(job_id)
+            if entry is not None and not entry.busy:  # half registered: start afresh
+                self.drop(entry)
+            if failures >= self.settings.max_internal_errors and job is not None:
+                log.exception("job %s: could not be resumed %d times; failing it", job_id, failures)
+                try:
+                    await self.endings.end(
+                        None, job, Status.FAILED, reason="could not be resumed", member=MSG_INTERNAL
+                    )
+                    return
+                except Exception:
+                    log.exception("job %s: could not be failed either", job_id)
+            delay = backoff_delay(failures, self.settings)
+            log.exception("job %s: could not be resumed; retrying in %.1fs", job_id, delay)
+            if not self._stopping and self._started:
+                retry = create_task(
+                    self._resume_later(job_id, failures, delay), name=f"job-{job_id}-resume"
+                )
+                self._resume_retries.add(retry)
+                retry.add_done_callback(self._resume_retries.discard)
             return
-        if job_id in self._entries:
-            return
-        await recovery.recover(self, job)
         self._wake.set()
+
+    async def _resume_later(self, job_id: int, failures: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self._started and not self._stopping and job_id not in self._entries:
+            await self.resume(job_id, None, failures)
 
     async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
         """Cancel a job unless it is already finished or being posted; refunds its quota."""
@@ -331,10 +389,12 @@ class JobTracker:
             self.stats[kind] = self.stats.get(kind, 0) + 1
         task = create_task(self._run_step(entry, kind, state), name=f"job-{entry.id}-{kind}")
         self._tasks.add(task)
+        self._task_kinds[task] = kind
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self._task_kinds.pop(task, None)
         if not self._stopping:
             self._wake.set()
 

@@ -36,10 +36,7 @@ async def resume_all(tracker: JobTracker) -> int:
     active = await store.list_active(tracker.db)
     await asyncio.to_thread(tracker.files.clean_clips, {j.id for j in active})
     for job in active:
-        try:
-            await recover(tracker, job)
-        except Exception:
-            log.exception("job %s: could not be resumed; will retry", job.id)
+        await tracker.resume(job.id, job)  # an error: retried with backoff, then refunded
     return len(active)
 
 
