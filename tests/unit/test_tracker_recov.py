@@ -287,3 +287,65 @@ async def test_shutdown_waits_for_a_slow_submit(db, data_dir) -> None:
     await tracker.stop()
     job = await store.get_job(db, job_id)
     assert job is not None and job.status is Status.SUBMITTED and job.provider_job_id == "j1"
+
+
+async def _stop_during_submit(db, data_dir, provider) -> int:
+    """Stop the tracker (no grace) while the provider is accepting the job: answer lost."""
+    sink = RecordingSink()
+    accepted = asyncio.Event()
+    original = provider.submit
+
+    async def submit_then_hang(request):  # type: ignore[no-untyped-def]
+        await original(request)
+        accepted.set()
+        await asyncio.Event().wait()
+
+    provider.submit = submit_then_hang
+    first = make_tracker(
+        db,
+        data_dir,
+        {"fake": provider},
+        sink,
+        fast_settings(shutdown_grace_seconds=0, inflight_grace_seconds=0),
+    )
+    await first.start()
+    job_id = await admit(db, make_request())
+    await first.enqueue(job_id)
+    await asyncio.wait_for(accepted.wait(), 5)
+    await first.stop()
+    provider.submit = original
+    assert await status_of(db, job_id) is Status.PENDING
+    return job_id
+
+
+async def test_restart_after_an_interrupted_submit_finds_it_at_the_provider(db, data_dir) -> None:
+    provider = LookupProvider(job_seconds=0.02)
+    provider.lose_answer = 0
+    job_id = await _stop_during_submit(db, data_dir, provider)
+    sink = RecordingSink()
+    second = make_tracker(db, data_dir, {"fake": provider}, sink)
+    await second.start()
+    try:
+        assert await asyncio.wait_for(sink.wait(job_id), 5) == "delivered"
+    finally:
+        await second.stop()
+    assert len(provider.jobs) == 1 and provider.count("submit") == 1
+    assert provider.lookups == 1
+    assert "notice" not in sink.kinds(job_id)
+
+
+async def test_restart_after_an_interrupted_submit_without_lookup_says_so(db, data_dir) -> None:
+    provider = FakeProvider(job_seconds=0.02)
+    job_id = await _stop_during_submit(db, data_dir, provider)
+    sink = RecordingSink()
+    second = make_tracker(db, data_dir, {"fake": provider}, sink)
+    await second.start()
+    try:
+        assert await asyncio.wait_for(sink.wait(job_id), 5) == "delivered"
+    finally:
+        await second.stop()
+    assert "notice" in sink.kinds(job_id)
+    audit = await db.fetchall(
+        "SELECT * FROM audit_log WHERE kind = 'submission_unknown' AND job_id = ?", (job_id,)
+    )
+    assert len(audit) == 1

@@ -302,6 +302,11 @@ class JobTracker:
     async def notify(self, name: str, job: JobRecord, *args: Any) -> None:
         await notify(self.sink, name, job, *args)
 
+    async def notice(self, job: JobRecord, text: str) -> None:
+        """Tell the member something about a job that goes on (sinks may lack `job_notice`)."""
+        if hasattr(self.sink, "job_notice"):
+            await notify(self.sink, "job_notice", job, text)
+
     # ----- the dispatcher --------------------------------------------------------------
 
     def _detach(self, entry: Entry) -> None:

@@ -2,8 +2,10 @@
 
 State lives in SQLite; in-memory structures are only a schedule. At start the duration
 history is reloaded, leftover clip files are removed, and every unfinished job is put back
-according to its status (a `pending` job that had submission attempts may run twice at the
-provider, which is logged).
+according to its status. A `pending` job that had submission attempts may already be at the
+provider: it is looked up there where the provider allows (`SubmissionLookup`), otherwise
+it is submitted again and the member and the mod-log are told it may run twice. A job that
+cannot be resumed is retried with backoff (`JobTracker.resume`), then failed and refunded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bot.jobs.tracker.entry import Entry
 from bot.jobs.tracker.timing import Estimate, job_key
+from bot.providers.base import SubmissionLookup
 from bot.store import jobs as store
 from bot.store.jobs import JobRecord, Status
 
@@ -61,13 +64,26 @@ async def recover(tracker: JobTracker, job: JobRecord) -> None:
     entry.est = t.estimate(entry)
     t._entries[job.id] = entry
     if job.status is Status.PENDING:
-        if job.attempts > 0:
-            log.warning(
-                "job %s: resubmitting after a restart; it had %d earlier submission "
-                "attempt(s), so the provider may run it twice",
-                job.id,
-                job.attempts,
-            )
+        if job.attempts > 0:  # the last one may have reached the provider unanswered
+            if isinstance(state.provider, SubmissionLookup):
+                log.info(
+                    "job %s: had %d submission attempt(s) before the restart; looking for "
+                    "it at %s before submitting",
+                    job.id,
+                    job.attempts,
+                    job.provider,
+                )
+                entry.unknown_since = job.updated_at
+            else:
+                log.warning(
+                    "job %s: resubmitting after a restart; it had %d earlier submission "
+                    "attempt(s), so the provider may run it twice",
+                    job.id,
+                    job.attempts,
+                )
+                await t.steps.announce_unknown(
+                    entry, "the bot stopped during an earlier submission"
+                )
         state.queue.push(job.member, job.id)
         entry.where = "queue"
         entry.reported_position = state.queue.position(job.member, job.id)
