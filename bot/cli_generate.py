@@ -62,6 +62,9 @@ class CliSink:
         self.done.set()
         return DeliveryReceipt(channel_id=None, message_id=None)
 
+    async def job_notice(self, job: JobRecord, text: str) -> None:
+        sys.stderr.write(f"\njob {job.id}: {text}\n")
+
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None:
         sys.stderr.write("\n")
         self.outcome = outcome

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     provider_requests_per_second: float | None = Field(
         default=None, gt=0, le=1000, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
     )
+    # At shutdown, how long a submission or clip upload in flight may finish (a provider
+    # bills a submission it accepted even if the answer is lost). Keep the container's stop
+    # timeout above it: `docker stop -t 30`, compose `stop_grace_period: 30s`.
+    shutdown_grace_seconds: float = Field(
+        default=20.0, ge=0, le=600, validation_alias="SHUTDOWN_GRACE_SECONDS"
+    )
     # Leonardo publishes no LTX-2.3 price: USD per second at 1080p used for quotes (see
     # bot/pricing.py; 1440p costs 2x, 2160p 4x).
     leonardo_fast_usd_per_second: float = Field(

@@ -277,9 +277,13 @@ async def test_shutdown_waits_for_a_slow_submit(db, data_dir) -> None:
             await asyncio.sleep(0.6)
 
     provider.hook = slow
-    tracker = make_tracker(db, data_dir, {"fake": provider}, sink, fast_settings(
-        shutdown_grace_seconds=0.05, inflight_grace_seconds=3.0
-    ))
+    tracker = make_tracker(
+        db,
+        data_dir,
+        {"fake": provider},
+        sink,
+        fast_settings(shutdown_grace_seconds=0.05, inflight_grace_seconds=3.0),
+    )
     await tracker.start()
     job_id = await admit(db, make_request())
     await tracker.enqueue(job_id)
@@ -349,3 +353,16 @@ async def test_restart_after_an_interrupted_submit_without_lookup_says_so(db, da
         "SELECT * FROM audit_log WHERE kind = 'submission_unknown' AND job_id = ?", (job_id,)
     )
     assert len(audit) == 1
+
+
+def test_the_bot_gives_in_flight_submissions_twenty_seconds(monkeypatch) -> None:
+    from bot.config import Settings
+    from bot.jobs.tracker import tracker_settings_from
+
+    monkeypatch.delenv("SHUTDOWN_GRACE_SECONDS", raising=False)
+    settings = Settings(_env_file=None, DISCORD_TOKEN="x")  # type: ignore[call-arg]
+    tracker = tracker_settings_from(settings, {})
+    assert tracker.inflight_grace_seconds == 20.0
+    assert tracker.shutdown_grace_seconds == 5.0
+    monkeypatch.setenv("SHUTDOWN_GRACE_SECONDS", "45")
+    assert tracker_settings_from(Settings(_env_file=None), {}).inflight_grace_seconds == 45.0  # type: ignore[call-arg]

@@ -129,10 +129,14 @@ class JobTracker:
             started = loop.time()
             _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
             billed = {t for t in pending if self._task_kinds.get(t) in (SUBMIT, DELIVER)}
-            left = self.settings.inflight_grace_seconds - (loop.time() - started)
+            grace = self.settings.inflight_grace_seconds
+            left = (grace or 0.0) - (loop.time() - started)
             if billed and left > 0:
-                log.info("stopping: waiting up to %.0fs for %d submission(s)/upload(s)",
-                         left, len(billed))
+                log.info(
+                    "stopping: waiting up to %.0fs for %d submission(s)/upload(s)",
+                    left,
+                    len(billed),
+                )
                 await asyncio.wait(billed, timeout=left)
                 pending = {t for t in pending if not t.done()}
             for task in pending:

@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.jobs.files import file_size
-from bot.moderation.audit import audit_submission_unknown
 from bot.jobs.tracker.budget import ProviderState, call_succeeded
 from bot.jobs.tracker.entry import Entry, Stop
 from bot.jobs.tracker.outcomes import (
@@ -28,6 +27,7 @@ from bot.jobs.tracker.outcomes import (
     MSG_SUBMIT_UNKNOWN,
 )
 from bot.jobs.tracker.timing import Key, finish_sample, first_poll_outcome, read_eta
+from bot.moderation.audit import audit_submission_unknown
 from bot.providers.base import (
     Adjustment,
     AuthenticationError,
@@ -170,8 +170,9 @@ class Steps:
         release()
         t.check_alive(entry)
         if found is not None:
-            log.info("job %s: found its lost submission at %s as %s", job.id, state.name,
-                     found.job_id)
+            log.info(
+                "job %s: found its lost submission at %s as %s", job.id, state.name, found.job_id
+            )
             await self._accepted(entry, state, found, asyncio.get_running_loop().time())
             return
         call_succeeded(state)
