@@ -133,7 +133,9 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
             )
             for adj in negotiated.adjustments:
                 print(f"  adjusted: {adj.describe()}", file=sys.stderr)
-            await service.admit(who, negotiated, input_dir=input_dir)
+            admitted = await service.admit(who, negotiated, input_dir=input_dir)
+            if admitted.note is not None:
+                print(f"warning: {admitted.note}", file=sys.stderr)
             await sink.done.wait()
         except (RequestRefused, MediaError) as exc:
             print(f"error: {exc.message}", file=sys.stderr)
