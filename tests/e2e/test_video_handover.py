@@ -23,9 +23,7 @@ async def test_a_failed_hand_over_is_refunded_and_the_member_told(video_bot, mon
         assert v.submits() == 0
 
 
-async def test_a_hand_over_that_cannot_be_undone_says_the_job_runs(
-    video_bot, monkeypatch
-) -> None:
+async def test_a_hand_over_that_cannot_be_undone_says_the_job_runs(video_bot, monkeypatch) -> None:
     async with video_bot() as v:
 
         async def broken(*args: Any, **kwargs: Any) -> Any:
