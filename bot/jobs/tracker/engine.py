@@ -163,48 +163,8 @@ class JobTracker:
         await self.resume(job_id)
 
     async def resume(self, job_id: int, job: JobRecord | None = None, failures: int = 0) -> None:
-        """Put an unfinished job on the schedule; on an error retry later with backoff.
-
-        After `max_internal_errors` failed attempts the job is failed and refunded, so its
-        reservation and the member's concurrency slot are never held silently."""
-        try:
-            if job is None:
-                job = await store.get_job(self.db, job_id)
-                if job is None or job.status in store.TERMINAL_STATUSES:
-                    log.info("job %s: nothing to resume (%s)", job_id, job and job.status)
-                    return
-            await recovery.recover(self, job)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            failures += 1
-            entry = self._entries.get(job_id)
-            if entry is not None and not entry.busy:  # half registered: start afresh
-                self.drop(entry)
-            if failures >= self.settings.max_internal_errors and job is not None:
-                log.exception("job %s: could not be resumed %d times; failing it", job_id, failures)
-                try:
-                    await self.endings.end(
-                        None, job, Status.FAILED, reason="could not be resumed", member=MSG_INTERNAL
-                    )
-                    return
-                except Exception:
-                    log.exception("job %s: could not be failed either", job_id)
-            delay = backoff_delay(failures, self.settings)
-            log.exception("job %s: could not be resumed; retrying in %.1fs", job_id, delay)
-            if not self._stopping and self._started:
-                retry = create_task(
-                    self._resume_later(job_id, failures, delay), name=f"job-{job_id}-resume"
-                )
-                self._resume_retries.add(retry)
-                retry.add_done_callback(self._resume_retries.discard)
-            return
-        self._wake.set()
-
-    async def _resume_later(self, job_id: int, failures: int, delay: float) -> None:
-        await asyncio.sleep(delay)
-        if self._started and not self._stopping and job_id not in self._entries:
-            await self.resume(job_id, None, failures)
+        """Put an unfinished job on the schedule, retrying with backoff (`recovery.resume`)."""
+        await recovery.resume(self, job_id, job, failures)
 
     async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
         """Cancel a job unless it is already finished or being posted; refunds its quota."""

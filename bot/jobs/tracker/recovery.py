@@ -14,9 +14,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from bot.jobs.tracker import lost
 from bot.jobs.tracker.entry import Entry
-from bot.jobs.tracker.timing import Estimate, job_key
+from bot.jobs.tracker.outcomes import MSG_INTERNAL
+from bot.jobs.tracker.timing import Estimate, backoff_delay, job_key
 from bot.providers.base import SubmissionLookup
+from bot.scheduling import create_task
 from bot.store import jobs as store
 from bot.store.jobs import JobRecord, Status
 
@@ -39,8 +42,57 @@ async def resume_all(tracker: JobTracker) -> int:
     active = await store.list_active(tracker.db)
     await asyncio.to_thread(tracker.files.clean_clips, {j.id for j in active})
     for job in active:
-        await tracker.resume(job.id, job)  # an error: retried with backoff, then refunded
+        await resume(tracker, job.id, job)  # an error: retried with backoff, then refunded
     return len(active)
+
+
+async def resume(
+    tracker: JobTracker, job_id: int, job: JobRecord | None = None, failures: int = 0
+) -> None:
+    """Put an unfinished job on the schedule; on an error retry later with backoff.
+
+    After `max_internal_errors` failed attempts the job is failed and refunded, so its
+    reservation and the member's concurrency slot are never held silently."""
+    t = tracker
+    try:
+        if job is None:
+            job = await store.get_job(t.db, job_id)
+            if job is None or job.status in store.TERMINAL_STATUSES:
+                log.info("job %s: nothing to resume (%s)", job_id, job and job.status)
+                return
+        await recover(t, job)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        failures += 1
+        entry = t._entries.get(job_id)
+        if entry is not None and not entry.busy:  # half registered: start afresh
+            t.drop(entry)
+        if failures >= t.settings.max_internal_errors and job is not None:
+            log.exception("job %s: could not be resumed %d times; failing it", job_id, failures)
+            try:
+                await t.endings.end(
+                    None, job, Status.FAILED, reason="could not be resumed", member=MSG_INTERNAL
+                )
+                return
+            except Exception:
+                log.exception("job %s: could not be failed either", job_id)
+        delay = backoff_delay(failures, t.settings)
+        log.exception("job %s: could not be resumed; retrying in %.1fs", job_id, delay)
+        if t._started and not t._stopping:
+            retry = create_task(
+                _resume_later(t, job_id, failures, delay), name=f"job-{job_id}-resume"
+            )
+            t._resume_retries.add(retry)
+            retry.add_done_callback(t._resume_retries.discard)
+        return
+    t._wake.set()
+
+
+async def _resume_later(tracker: JobTracker, job_id: int, failures: int, delay: float) -> None:
+    await asyncio.sleep(delay)
+    if tracker._started and not tracker._stopping and job_id not in tracker._entries:
+        await resume(tracker, job_id, None, failures)
 
 
 async def recover(tracker: JobTracker, job: JobRecord) -> None:
@@ -81,8 +133,8 @@ async def recover(tracker: JobTracker, job: JobRecord) -> None:
                     job.id,
                     job.attempts,
                 )
-                await t.steps.announce_unknown(
-                    entry, "the bot stopped during an earlier submission"
+                await lost.announce_unknown(
+                    t, entry, "the bot stopped during an earlier submission"
                 )
         state.queue.push(job.member, job.id)
         entry.where = "queue"

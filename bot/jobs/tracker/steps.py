@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.jobs.files import file_size
+from bot.jobs.tracker import lost
 from bot.jobs.tracker.budget import ProviderState, call_succeeded
 from bot.jobs.tracker.entry import Entry, Stop
 from bot.jobs.tracker.outcomes import (
@@ -24,10 +25,8 @@ from bot.jobs.tracker.outcomes import (
     MSG_DOWNLOAD,
     MSG_GONE,
     MSG_PROVIDER_FAILED,
-    MSG_SUBMIT_UNKNOWN,
 )
 from bot.jobs.tracker.timing import Key, finish_sample, first_poll_outcome, read_eta
-from bot.moderation.audit import audit_submission_unknown
 from bot.providers.base import (
     Adjustment,
     AuthenticationError,
@@ -69,7 +68,7 @@ class Steps:
             return
         lookup = state.provider if isinstance(state.provider, SubmissionLookup) else None
         if entry.unknown_since is not None and lookup is not None:
-            await self._find_lost(entry, state, lookup, release)
+            await lost.find_lost(self, entry, state, lookup, release)
             return
         attempt_at = t.clock()
         async with t.db.transaction() as conn:
@@ -100,7 +99,7 @@ class Steps:
                     )
                     entry.unknown_since = attempt_at
                 else:
-                    await self.announce_unknown(entry, f"no answer to its submission ({exc})")
+                    await lost.announce_unknown(t, entry, f"no answer to its submission ({exc})")
             entry.retry_front = True
             t.provider_error(state, entry, exc)
             return
@@ -110,9 +109,9 @@ class Steps:
         call_ended = asyncio.get_running_loop().time()
         release()
         # The provider's clock started while the call was under way: take the middle.
-        await self._accepted(entry, state, pjob, (call_started + call_ended) / 2)
+        await self.accepted(entry, state, pjob, (call_started + call_ended) / 2)
 
-    async def _accepted(
+    async def accepted(
         self, entry: Entry, state: ProviderState, pjob: ProviderJob, started_mono: float
     ) -> None:
         """The provider has the job (submitted, or found after a lost answer)."""
@@ -140,81 +139,6 @@ class Steps:
             await asyncio.to_thread(t.files.remove_dir, job.input_dir)
         t.schedule_at(entry, t.plan_due(entry))
         await t.notify("job_started", fresh)
-
-    async def _find_lost(
-        self, entry: Entry, state: ProviderState, lookup: SubmissionLookup, release: Release
-    ) -> None:
-        """An earlier submission's answer was lost: adopt the provider's job if it has one,
-        otherwise submit (again) on the next turn."""
-        t = self.tracker
-        job = entry.job
-        since = entry.unknown_since
-        assert since is not None
-        try:
-            found = await lookup.find_submission(job.request, since)
-        except ProviderError as exc:
-            release()
-            state.occupying.discard(job.id)
-            t.check_alive(entry)
-            entry.retry_front = True
-            if exc.retryable:
-                t.provider_error(state, entry, exc)
-                return
-            entry.unknown_since = None  # it cannot tell: submit again, but say so
-            await self.announce_unknown(entry, f"{state.name} could not look it up ({exc})")
-            t.schedule_in(entry, 0)
-            return
-        except BaseException:
-            state.occupying.discard(job.id)
-            raise
-        release()
-        t.check_alive(entry)
-        if found is not None:
-            log.info(
-                "job %s: found its lost submission at %s as %s", job.id, state.name, found.job_id
-            )
-            await self._accepted(entry, state, found, asyncio.get_running_loop().time())
-            return
-        call_succeeded(state)
-        state.occupying.discard(job.id)
-        entry.unknown_since = None
-        entry.retry_front = True
-        async with t.db.transaction() as conn:
-            await store.add_note(
-                conn,
-                job.id,
-                reason=f"earlier submission not found at {state.name}; submitting again",
-                now=t.clock(),
-            )
-        t.schedule_in(entry, 0)
-
-    async def announce_unknown(self, entry: Entry, why: str) -> None:
-        """A submission that may have reached the provider and cannot be looked up there: it
-        is submitted again (so the member gets a clip), and the job note, the mod-log and
-        the member all say that the provider may run and bill it twice."""
-        t = self.tracker
-        job = entry.job
-        log.warning(
-            "job %s: %s; submitting again, so %s may run it twice", job.id, why, job.provider
-        )
-        now = t.clock()
-        async with t.db.transaction() as conn:
-            await store.add_note(
-                conn,
-                job.id,
-                reason="submission outcome unknown; resubmitting (duplicate possible)",
-                now=now,
-            )
-            await audit_submission_unknown(
-                conn,
-                job,
-                summary=(
-                    f"job {job.id}: a submission to {job.provider} got no answer ({why}); "
-                    f"it is submitted again, so {job.provider} may run and bill it twice"
-                ),
-                now=now,
-            )
-        await t.notice(job, MSG_SUBMIT_UNKNOWN)
 
     async def _abandon_submitted(self, job: JobRecord, pjob: ProviderJob) -> None:
         """Submission returned after the job was cancelled: cancel it at the provider too."""
