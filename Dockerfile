@@ -15,5 +15,10 @@ RUN pip install -e .
 
 USER bot
 VOLUME ["/data"]
+# On SIGTERM the bot gives submissions and clip uploads in flight up to
+# SHUTDOWN_GRACE_SECONDS (default 20 s) to finish, so a billed provider job is not lost.
+# Docker's default stop timeout is 10 s: stop with `docker stop -t 30 <container>`, or set
+# `stop_grace_period: 30s` in compose. (No Dockerfile instruction sets the stop timeout.)
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["ltx-discord-bot"]
 CMD ["run"]

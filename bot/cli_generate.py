@@ -62,6 +62,9 @@ class CliSink:
         self.done.set()
         return DeliveryReceipt(channel_id=None, message_id=None)
 
+    async def job_notice(self, job: JobRecord, text: str) -> None:
+        sys.stderr.write(f"\njob {job.id}: {text}\n")
+
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None:
         sys.stderr.write("\n")
         self.outcome = outcome
@@ -130,7 +133,9 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
             )
             for adj in negotiated.adjustments:
                 print(f"  adjusted: {adj.describe()}", file=sys.stderr)
-            await service.admit(who, negotiated, input_dir=input_dir)
+            admitted = await service.admit(who, negotiated, input_dir=input_dir)
+            if admitted.note is not None:
+                print(f"warning: {admitted.note}", file=sys.stderr)
             await sink.done.wait()
         except (RequestRefused, MediaError) as exc:
             print(f"error: {exc.message}", file=sys.stderr)

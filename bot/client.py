@@ -66,6 +66,11 @@ class DeliveryRouter:
         )
         return receipt
 
+    async def job_notice(self, job: JobRecord, text: str) -> None:
+        sink = self._sink()
+        if hasattr(sink, "job_notice"):
+            await sink.job_notice(job, text)
+
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None:
         await self._sink().job_ended(job, outcome, reason)
         await self._audit(job, outcome, reason, None, None)

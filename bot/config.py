@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     provider_requests_per_second: Annotated[float | None, limits.REQUESTS_PER_SECOND] = Field(
         default=None, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
     )
+    # At shutdown, how long a submission or clip upload in flight may finish (a provider
+    # bills a submission it accepted even if the answer is lost). Keep the container's stop
+    # timeout above it: `docker stop -t 30`, compose `stop_grace_period: 30s`.
+    shutdown_grace_seconds: Annotated[float, limits.SHUTDOWN_GRACE_SECONDS] = Field(
+        default=20.0, validation_alias="SHUTDOWN_GRACE_SECONDS"
+    )
     # Leonardo publishes no LTX-2.3 price: USD per second at 1080p used for quotes (see
     # bot/pricing.py; 1440p costs 2x, 2160p 4x).
     leonardo_fast_usd_per_second: Annotated[float, limits.USD_PER_SECOND] = Field(

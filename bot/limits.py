@@ -124,3 +124,9 @@ REQUESTS_PER_SECOND = Bound(0, LARGEST, "API calls per second to each provider",
 # 0 or more: a negative price makes a negative quote, which a reservation refuses, so every
 # Leonardo clip would fail. Finite up to LARGEST: ×4 (2160p) × seconds stays a finite cost.
 USD_PER_SECOND = Bound(0, LARGEST, "USD per second of 1080p video, for quotes", "0.06")
+
+# At most 10 minutes: a stop that waits longer looks hung to the host (Docker, systemd),
+# which then kills the process anyway, and the in-flight work resumes after the restart.
+SHUTDOWN_GRACE_SECONDS = Bound(
+    0, 600, "seconds in-flight submissions and uploads may finish at shutdown", "20"
+)

@@ -97,6 +97,18 @@ class Requester:
 class Admitted:
     job_id: int
     request: NegotiatedRequest
+    note: str | None = None  # member-facing: something went wrong but the job still runs
+
+
+MSG_HANDOVER_REFUNDED = (
+    "Something went wrong on my side while starting your video; it was cancelled and "
+    "nothing was charged. Try again."
+)
+MSG_HANDOVER_RUNS = (
+    "Something went wrong on my side while starting your video, but it is saved and will "
+    "still be made (it may start late). You're charged only if it is delivered; "
+    "Cancel refunds it."
+)
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -225,8 +237,27 @@ class VideoService:
         except quota.QuotaExceeded as exc:
             await self._refusal(who, exc.reason, exc.message, request.prompt)
             raise RequestRefused(exc.message, kind=exc.reason) from None
-        await self.tracker.enqueue(job_id)
-        return Admitted(job_id=job_id, request=request)
+        return await self._hand_over(job_id, request)
+
+    async def _hand_over(self, job_id: int, request: NegotiatedRequest) -> Admitted:
+        """Give the committed job to the tracker. If that raises, the job is cancelled with
+        a refund (RequestRefused, "nothing was charged"); if even that fails it stays
+        admitted and runs (the tracker takes it from the table), and `note` says so."""
+        try:
+            await self.tracker.enqueue(job_id)
+            return Admitted(job_id=job_id, request=request)
+        except Exception:
+            log.exception("job %s: handing it to the tracker failed; cancelling it", job_id)
+        try:
+            cancelled = await self.tracker.cancel(
+                job_id, by=None, reason="could not be handed to the tracker"
+            )
+        except Exception:
+            log.exception("job %s: cancelling it failed too; it stays admitted", job_id)
+            cancelled = False
+        if cancelled:
+            raise RequestRefused(MSG_HANDOVER_REFUNDED, kind="internal")
+        return Admitted(job_id=job_id, request=request, note=MSG_HANDOVER_RUNS)
 
     async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
         """Stop a job unless it has finished or is being posted; nothing is charged.

@@ -42,6 +42,7 @@ KIND_ADMIN = "admin"
 KIND_DELETE = "delete"
 KIND_PRUNE = "prune"
 KIND_CANCEL = "cancel"
+KIND_SUBMISSION_UNKNOWN = "submission_unknown"
 _KIND_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
 MAX_SUMMARY_CHARS = 1000
 
@@ -218,6 +219,24 @@ async def audit_job_action(
             data={"prompt": job.prompt, **data},
             now=now or utcnow(),
         )
+
+
+async def audit_submission_unknown(
+    conn: Connection, job: JobRecord, *, summary: str, now: datetime, **data: Any
+) -> int:
+    """A submission whose answer was lost and that the provider cannot look up: it may
+    run (and be billed) twice. Inside the caller's transaction (the tracker's note)."""
+    return await audit(
+        conn,
+        guild_id=job.guild_id,
+        kind=KIND_SUBMISSION_UNKNOWN,
+        summary=summary,
+        target_id=job.user_id,
+        channel_id=job.channel_id,
+        job_id=job.id,
+        data={"provider": job.provider, "attempts": job.attempts, **data},
+        now=now,
+    )
 
 
 def jump_url(guild_id: int | None, channel_id: int | None, message_id: int | None) -> str | None:

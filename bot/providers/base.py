@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -329,3 +329,21 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SubmissionLookup(Protocol):
+    """Optional provider capability: find a job this bot submitted whose answer was lost.
+
+    Implement it only where the provider's API can list or look up recent jobs (none of
+    ByteCompute, Leonardo v2 and the LTX API documents a way, see /work/shared/reference),
+    so that an `OutcomeUnknownError` submission is adopted instead of submitted twice.
+    """
+
+    async def find_submission(
+        self, request: NegotiatedRequest, since: datetime
+    ) -> ProviderJob | None:
+        """The job made for `request` at or after `since`, or None when there is none.
+
+        Raises ProviderError when the provider cannot tell right now."""
+        ...

@@ -45,6 +45,7 @@ KIND_ICONS = {
     "delete": "🗑️",
     "cancel": "✖️",
     "prune": "🧹",
+    "submission_unknown": "❓",
 }
 
 

@@ -35,6 +35,7 @@ STYLE: dict[str, tuple[str, str, discord.Colour]] = {
     "delete": ("🗑️", "Deleted", discord.Colour.dark_grey()),
     "cancel": ("✖️", "Cancelled", discord.Colour.dark_grey()),
     "prune": ("🧹", "Retention", discord.Colour.light_grey()),
+    "submission_unknown": ("❓", "Submission unanswered", discord.Colour.gold()),
 }
 OUTCOME_COLOURS = {
     "delivered": discord.Colour.green(),

@@ -247,6 +247,13 @@ class VideoCog(commands.Cog):
             log.exception("job %s: showing its start failed; it runs on", job_id)
         finally:
             live.ready.set()
+        if admitted.note is not None:  # admitted, but the hand-over went wrong: it still runs
+            try:
+                await interaction.followup.send(
+                    admitted.note, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+            except discord.HTTPException:
+                log.warning("job %s: could not show its hand-over note", job_id)
 
     async def _show_started(
         self, interaction: discord.Interaction, live: Live, job_id: int, who: Requester

@@ -206,6 +206,31 @@ class ClipDelivery:
         except discord.NotFound:
             raise PermanentPostError("the channel of this job no longer exists") from None
 
+    async def job_notice(self, job: JobRecord, text: str) -> None:
+        """Something the member should know about a job that goes on: privately while the
+        interaction token lasts, else a channel reply that pings only them."""
+        live = await self.status.get(job)
+        line = f"Job {job.id}: {text}"
+        if live.token_valid() and live.interaction is not None:
+            try:
+                await live.interaction.followup.send(
+                    line, ephemeral=True, allowed_mentions=NO_MENTIONS
+                )
+                return
+            except discord.HTTPException as exc:
+                log.info("job %s: private notice failed (%s); using the channel", job.id, exc)
+        channel = await self.status.channel(job)
+        if channel is None:
+            return
+        try:
+            await channel.send(
+                f"<@{job.user_id}> {line}",
+                allowed_mentions=requester_only(job.user_id),
+                **self.status.reply_to(job, live),
+            )
+        except discord.HTTPException as exc:
+            log.warning("job %s: could not post a notice: %s", job.id, exc)
+
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None:
         live = await self.status.get(job)
         refunded = job.guild_id is not None

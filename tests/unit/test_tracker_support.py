@@ -235,6 +235,9 @@ class RecordingSink:
         self._event(job.id).set()
         return DeliveryReceipt(channel_id=555, message_id=next(self.message_ids))
 
+    async def job_notice(self, job: JobRecord, text: str) -> None:
+        self.events.append(("notice", job.id, (text,)))
+
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None:
         self.events.append(("ended", job.id, (outcome, reason)))
         self.outcome[job.id] = outcome

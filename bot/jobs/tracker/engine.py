@@ -87,6 +87,8 @@ class JobTracker:
         self._next_wake = math.inf
         self._next_sweep = 0.0
         self._notifier: asyncio.Task[Any] | None = None
+        self._task_kinds: dict[asyncio.Task[Any], str] = {}
+        self._resume_retries: set[asyncio.Task[None]] = set()
         self.stats: dict[str, int] = {"submit": 0, "poll": 0, "download": 0, "cancel": 0}
 
     # ----- public API ------------------------------------------------------------------
@@ -107,17 +109,36 @@ class JobTracker:
         log.info("job tracker started with %d unfinished job(s)", active)
 
     async def stop(self) -> None:
-        """Stop taking work, give in-flight calls the grace period, leave the rest resumable."""
+        """Stop taking work, give in-flight calls the grace period, leave the rest resumable.
+
+        Every call gets `shutdown_grace_seconds`; a submission or an upload in flight (which
+        the provider may bill, or Discord may store, even when its answer is lost) gets up
+        to `inflight_grace_seconds` in all before it is interrupted."""
         if not self._started or self._stopping:
             return
         self._stopping = True
         self._wake.set()
+        for retry in self._resume_retries:
+            retry.cancel()
         if self._dispatcher is not None:
             self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
+            await asyncio.gather(self._dispatcher, *self._resume_retries, return_exceptions=True)
         tasks = set(self._tasks)
         if tasks:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+            billed = {t for t in pending if self._task_kinds.get(t) in (SUBMIT, DELIVER)}
+            grace = self.settings.inflight_grace_seconds
+            left = (grace or 0.0) - (loop.time() - started)
+            if billed and left > 0:
+                log.info(
+                    "stopping: waiting up to %.0fs for %d submission(s)/upload(s)",
+                    left,
+                    len(billed),
+                )
+                await asyncio.wait(billed, timeout=left)
+                pending = {t for t in pending if not t.done()}
             for task in pending:
                 task.cancel()
             if pending:
@@ -132,17 +153,18 @@ class JobTracker:
         self._ready_deliveries.clear()
 
     async def enqueue(self, job_id: int) -> None:
-        """Take a freshly admitted job (row already written by `insert_job`)."""
+        """Take a freshly admitted job (row already written by `insert_job`).
+
+        Never raises for a job it could not take at once: it retries with backoff (and in
+        the end fails the job with a refund), so an admitted job always runs or is refunded.
+        """
         if not self._started or self._stopping or job_id in self._entries:
             return  # start() picks it up from the table
-        job = await store.get_job(self.db, job_id)
-        if job is None or job.status is not Status.PENDING:
-            log.warning("enqueue(%s): no pending job with that id", job_id)
-            return
-        if job_id in self._entries:
-            return
-        await recovery.recover(self, job)
-        self._wake.set()
+        await self.resume(job_id)
+
+    async def resume(self, job_id: int, job: JobRecord | None = None, failures: int = 0) -> None:
+        """Put an unfinished job on the schedule, retrying with backoff (`recovery.resume`)."""
+        await recovery.resume(self, job_id, job, failures)
 
     async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
         """Cancel a job unless it is already finished or being posted; refunds its quota."""
@@ -244,6 +266,11 @@ class JobTracker:
     async def notify(self, name: str, job: JobRecord, *args: Any) -> None:
         await notify(self.sink, name, job, *args)
 
+    async def notice(self, job: JobRecord, text: str) -> None:
+        """Tell the member something about a job that goes on (sinks may lack `job_notice`)."""
+        if hasattr(self.sink, "job_notice"):
+            await notify(self.sink, "job_notice", job, text)
+
     # ----- the dispatcher --------------------------------------------------------------
 
     def _detach(self, entry: Entry) -> None:
@@ -331,10 +358,12 @@ class JobTracker:
             self.stats[kind] = self.stats.get(kind, 0) + 1
         task = create_task(self._run_step(entry, kind, state), name=f"job-{entry.id}-{kind}")
         self._tasks.add(task)
+        self._task_kinds[task] = kind
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self._task_kinds.pop(task, None)
         if not self._stopping:
             self._wake.set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from bot.jobs.tracker.timing import Estimate, Key
 from bot.store.jobs import JobRecord
@@ -37,6 +38,9 @@ class Entry:
     deliveries: int = 0
     reported_position: int | None = None
     retry_front: bool = False
+    # An earlier submission may have reached the provider (its answer was lost, or the
+    # process stopped during it): look for it there, from this time, before submitting.
+    unknown_since: datetime | None = None
     later: float | None = None  # due time chosen while a work item runs (pushed when it ends)
 
     @property

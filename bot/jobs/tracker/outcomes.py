@@ -27,6 +27,12 @@ MSG_POST = "the finished clip could not be posted"
 MSG_INTERNAL = "something went wrong on the bot's side; an admin has been notified"
 MSG_GONE = "the video service no longer knows this job (it expired there)"
 MSG_PROVIDER_FAILED = "the video service could not make this video"
+# Member-facing notice (job_notice): a submission whose answer was lost.
+MSG_SUBMIT_UNKNOWN = (
+    "The video service didn't answer when your video was sent, so I'm sending it again; "
+    "it may be made twice on the service's side (you're charged once). The moderators "
+    "have been told."
+)
 
 
 class Endings:

@@ -2,8 +2,10 @@
 
 State lives in SQLite; in-memory structures are only a schedule. At start the duration
 history is reloaded, leftover clip files are removed, and every unfinished job is put back
-according to its status (a `pending` job that had submission attempts may run twice at the
-provider, which is logged).
+according to its status. A `pending` job that had submission attempts may already be at the
+provider: it is looked up there where the provider allows (`SubmissionLookup`), otherwise
+it is submitted again and the member and the mod-log are told it may run twice. A job that
+cannot be resumed is retried with backoff (`JobTracker.resume`), then failed and refunded.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from bot.jobs.tracker import lost
 from bot.jobs.tracker.entry import Entry
-from bot.jobs.tracker.timing import Estimate, job_key
+from bot.jobs.tracker.outcomes import MSG_INTERNAL
+from bot.jobs.tracker.timing import Estimate, backoff_delay, job_key
+from bot.providers.base import SubmissionLookup
+from bot.scheduling import create_task
 from bot.store import jobs as store
 from bot.store.jobs import JobRecord, Status
 
@@ -36,11 +42,57 @@ async def resume_all(tracker: JobTracker) -> int:
     active = await store.list_active(tracker.db)
     await asyncio.to_thread(tracker.files.clean_clips, {j.id for j in active})
     for job in active:
-        try:
-            await recover(tracker, job)
-        except Exception:
-            log.exception("job %s: could not be resumed; will retry", job.id)
+        await resume(tracker, job.id, job)  # an error: retried with backoff, then refunded
     return len(active)
+
+
+async def resume(
+    tracker: JobTracker, job_id: int, job: JobRecord | None = None, failures: int = 0
+) -> None:
+    """Put an unfinished job on the schedule; on an error retry later with backoff.
+
+    After `max_internal_errors` failed attempts the job is failed and refunded, so its
+    reservation and the member's concurrency slot are never held silently."""
+    t = tracker
+    try:
+        if job is None:
+            job = await store.get_job(t.db, job_id)
+            if job is None or job.status in store.TERMINAL_STATUSES:
+                log.info("job %s: nothing to resume (%s)", job_id, job and job.status)
+                return
+        await recover(t, job)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        failures += 1
+        entry = t._entries.get(job_id)
+        if entry is not None and not entry.busy:  # half registered: start afresh
+            t.drop(entry)
+        if failures >= t.settings.max_internal_errors and job is not None:
+            log.exception("job %s: could not be resumed %d times; failing it", job_id, failures)
+            try:
+                await t.endings.end(
+                    None, job, Status.FAILED, reason="could not be resumed", member=MSG_INTERNAL
+                )
+                return
+            except Exception:
+                log.exception("job %s: could not be failed either", job_id)
+        delay = backoff_delay(failures, t.settings)
+        log.exception("job %s: could not be resumed; retrying in %.1fs", job_id, delay)
+        if t._started and not t._stopping:
+            retry = create_task(
+                _resume_later(t, job_id, failures, delay), name=f"job-{job_id}-resume"
+            )
+            t._resume_retries.add(retry)
+            retry.add_done_callback(t._resume_retries.discard)
+        return
+    t._wake.set()
+
+
+async def _resume_later(tracker: JobTracker, job_id: int, failures: int, delay: float) -> None:
+    await asyncio.sleep(delay)
+    if tracker._started and not tracker._stopping and job_id not in tracker._entries:
+        await resume(tracker, job_id, None, failures)
 
 
 async def recover(tracker: JobTracker, job: JobRecord) -> None:
@@ -64,13 +116,26 @@ async def recover(tracker: JobTracker, job: JobRecord) -> None:
     entry.est = t.estimate(entry)
     t._entries[job.id] = entry
     if job.status is Status.PENDING:
-        if job.attempts > 0:
-            log.warning(
-                "job %s: resubmitting after a restart; it had %d earlier submission "
-                "attempt(s), so the provider may run it twice",
-                job.id,
-                job.attempts,
-            )
+        if job.attempts > 0:  # the last one may have reached the provider unanswered
+            if isinstance(state.provider, SubmissionLookup):
+                log.info(
+                    "job %s: had %d submission attempt(s) before the restart; looking for "
+                    "it at %s before submitting",
+                    job.id,
+                    job.attempts,
+                    job.provider,
+                )
+                entry.unknown_since = job.updated_at
+            else:
+                log.warning(
+                    "job %s: resubmitting after a restart; it had %d earlier submission "
+                    "attempt(s), so the provider may run it twice",
+                    job.id,
+                    job.attempts,
+                )
+                await lost.announce_unknown(
+                    t, entry, "the bot stopped during an earlier submission"
+                )
         state.queue.push(job.member, job.id)
         entry.where = "queue"
         entry.reported_position = state.queue.position(job.member, job.id)

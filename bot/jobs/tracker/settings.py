@@ -28,6 +28,12 @@ class TrackerSettings(BaseModel):
     # so a burst of jobs does not take more of the budget than their polls will leave.
     expected_calls_per_job: float = Field(default=4.0, ge=1)
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    # In all, how long a submission or an upload in flight may finish at shutdown (None:
+    # `shutdown_grace_seconds`): the provider bills a submission it accepted even when its
+    # answer is lost. The bot sets it from SHUTDOWN_GRACE_SECONDS (20 s); keep the
+    # container's stop timeout above it (`docker stop -t 30`, compose
+    # `stop_grace_period: 30s`; Docker's default is 10 s).
+    inflight_grace_seconds: float | None = Field(default=None, ge=0)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)  # expiry + queue positions
     # Polling plan.
     min_poll_interval_seconds: float = Field(default=1.0, gt=0)
@@ -68,4 +74,6 @@ def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) ->
     rate = settings.provider_requests_per_second
     return TrackerSettings(
         requests_per_second={name: rate for name in providers} if rate else {},
+        shutdown_grace_seconds=min(5.0, settings.shutdown_grace_seconds),
+        inflight_grace_seconds=settings.shutdown_grace_seconds,
     )

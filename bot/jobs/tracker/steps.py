@@ -17,9 +17,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.jobs.files import file_size
+from bot.jobs.tracker import lost
 from bot.jobs.tracker.budget import ProviderState, call_succeeded
 from bot.jobs.tracker.entry import Entry, Stop
-from bot.jobs.tracker.outcomes import MSG_DISK, MSG_DOWNLOAD, MSG_GONE, MSG_PROVIDER_FAILED
+from bot.jobs.tracker.outcomes import (
+    MSG_DISK,
+    MSG_DOWNLOAD,
+    MSG_GONE,
+    MSG_PROVIDER_FAILED,
+)
 from bot.jobs.tracker.timing import Key, finish_sample, first_poll_outcome, read_eta
 from bot.providers.base import (
     Adjustment,
@@ -33,6 +39,7 @@ from bot.providers.base import (
     ProviderError,
     ProviderJob,
     RateLimitedError,
+    SubmissionLookup,
     TransientError,
 )
 from bot.store import jobs as store
@@ -59,9 +66,14 @@ class Steps:
         job = entry.job
         if await t.endings.expire_if_due(entry):
             return
+        lookup = state.provider if isinstance(state.provider, SubmissionLookup) else None
+        if entry.unknown_since is not None and lookup is not None:
+            await lost.find_lost(self, entry, state, lookup, release)
+            return
+        attempt_at = t.clock()
         async with t.db.transaction() as conn:
             entry.job = job = await store.update_job(
-                conn, job.id, now=t.clock(), attempts=job.attempts + 1
+                conn, job.id, now=attempt_at, attempts=job.attempts + 1
             )
         call_started = asyncio.get_running_loop().time()
         try:
@@ -78,20 +90,16 @@ class Steps:
                 return
             t.check_alive(entry)
             if isinstance(exc, OutcomeUnknownError):
-                log.warning(
-                    "job %s: no answer to its submission (%s); submitting again, so %s may "
-                    "run it twice",
-                    job.id,
-                    exc,
-                    state.name,
-                )
-                async with t.db.transaction() as conn:
-                    await store.add_note(
-                        conn,
+                if lookup is not None:  # look for it there before submitting again
+                    log.warning(
+                        "job %s: no answer to its submission (%s); looking for it at %s",
                         job.id,
-                        reason="submission outcome unknown; resubmitting (duplicate possible)",
-                        now=t.clock(),
+                        exc,
+                        state.name,
                     )
+                    entry.unknown_since = attempt_at
+                else:
+                    await lost.announce_unknown(t, entry, f"no answer to its submission ({exc})")
             entry.retry_front = True
             t.provider_error(state, entry, exc)
             return
@@ -100,6 +108,15 @@ class Steps:
             raise
         call_ended = asyncio.get_running_loop().time()
         release()
+        # The provider's clock started while the call was under way: take the middle.
+        await self.accepted(entry, state, pjob, (call_started + call_ended) / 2)
+
+    async def accepted(
+        self, entry: Entry, state: ProviderState, pjob: ProviderJob, started_mono: float
+    ) -> None:
+        """The provider has the job (submitted, or found after a lost answer)."""
+        t = self.tracker
+        job = entry.job
         call_succeeded(state)
         entry.errors = 0
         fields = _merge_provider_report(job, pjob.adjustments, pjob.cost_usd)
@@ -113,9 +130,9 @@ class Steps:
             input_dir=None,
             **fields,
         )
-        # The provider's clock started while the call was under way: take the middle.
-        entry.submitted_mono = (call_started + call_ended) / 2
+        entry.submitted_mono = started_mono
         entry.retry_front = False
+        entry.unknown_since = None
         entry.submitted_here = True
         t._polling.setdefault(entry.key, set()).add(entry.id)
         if job.input_dir is not None:
