@@ -13,6 +13,7 @@ Read helpers accept either the `Database` or a `Connection` (the latter inside a
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -113,6 +114,7 @@ class JobRecord(BaseModel):
     interaction_message_id: int | None = None
     result_message_id: int | None = None
     result_channel_id: int | None = None
+    delivery_key: str | None = None  # set before the first post; see assign_delivery_key
     origin: str = "discord"
     created_at: datetime
     submitted_at: datetime | None = None
@@ -215,6 +217,7 @@ def _record(row: aiosqlite.Row) -> JobRecord:
         interaction_message_id=row["interaction_message_id"],
         result_message_id=row["result_message_id"],
         result_channel_id=row["result_channel_id"],
+        delivery_key=row["delivery_key"],
         origin=row["origin"],
         created_at=created,
         submitted_at=_time(row["submitted_at"]),
@@ -395,6 +398,22 @@ async def record_delivery(
     """Remember where the clip was posted. Done (and committed) before `delivered`."""
     await _update(
         conn, job_id, now, {"result_channel_id": channel_id, "result_message_id": message_id}
+    )
+    return await _fresh(conn, job_id)
+
+
+async def assign_delivery_key(
+    conn: aiosqlite.Connection, job_id: int, *, now: datetime
+) -> JobRecord:
+    """Give the job its random delivery key (once; kept if it has one) and return the row.
+
+    Committed before the clip is first posted: the key goes into the clip's file name and
+    the message nonce, so any later attempt finds that post by the key alone. A job with a
+    key may therefore have been posted already.
+    """
+    await conn.execute(
+        "UPDATE jobs SET delivery_key = ?, updated_at = ? WHERE id = ? AND delivery_key IS NULL",
+        (secrets.token_hex(8), to_db_time(now), job_id),
     )
     return await _fresh(conn, job_id)
 
