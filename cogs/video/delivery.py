@@ -109,6 +109,9 @@ class PostOutcomeUnknownError(Exception):
 
 
 class _SingleAttemptAdapter(AsyncWebhookAdapter):
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
     async def request(self, route: Any, session: Any, **kwargs: Any) -> Any:
         return await super().request(route, cast(Any, _SingleAttempt(session)), **kwargs)
 

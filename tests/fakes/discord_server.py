@@ -2350,7 +2350,9 @@ class FakeDiscord:
         if nonce is not None:
             if not isinstance(nonce, (str, int)) or len(str(nonce)) > 25:
                 raise _form_error(
-                    p.field_error(["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+                    p.field_error(
+                        ["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
+                    )
                 )
             nonce = str(nonce)
             if payload.get("enforce_nonce"):

@@ -122,9 +122,7 @@ async def test_outage_after_restart_delivers(
     video_bot, fake_discord, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stopped while posting; restarted into a short Discord outage: delivered, not failed."""
-    quick = functools.partial(
-        TrackerSettings, **{**QUICK_TRACKER, "shutdown_grace_seconds": 0.5}
-    )
+    quick = functools.partial(TrackerSettings, **{**QUICK_TRACKER, "shutdown_grace_seconds": 0.5})
     monkeypatch.setattr(bot.jobs.tracker.settings, "TrackerSettings", quick)
     w = fake_discord.world
     async with video_bot(simulator_delay_seconds=0.5) as v:
@@ -146,7 +144,5 @@ async def test_outage_after_restart_delivers(
     fake_discord.fail_next(503, method="GET", path=rf"^/channels/{w.channel_id}$", times=2)
     async with video_bot(simulator_delay_seconds=0.5) as v:
         await _one_clip(v)
-        lookups = [
-            r for r in fake_discord.requests if r.path == f"/channels/{w.channel_id}"
-        ]
+        lookups = [r for r in fake_discord.requests if r.path == f"/channels/{w.channel_id}"]
         assert any(r.status == 503 for r in lookups), "the outage was not exercised"
