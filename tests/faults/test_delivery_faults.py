@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from typing import Any
 
-import httpx
 import pytest
 
 import bot.jobs.tracker.settings
 from bot.jobs.tracker import TrackerSettings
-from tests.faults.conftest import QUICK_TRACKER, TERMINAL, ledger_problems
+from tests.faults.conftest import (
+    QUICK_TRACKER,
+    TERMINAL,
+    ledger_problems,
+    post_as_other_deployment,
+)
 
 pytestmark = pytest.mark.usefixtures("quick_tracker")
 
@@ -82,22 +85,6 @@ async def test_channel_post_stored_but_answer_lost(video_bot, fake_discord, stat
         assert {r.json["nonce"] for r in posts} == {f"ltx{job.delivery_key}"}
 
 
-async def _post_as_other_deployment(fake: Any, channel_id: int, filename: str) -> int:
-    """Another deployment with the same bot token posts a clip of its own job 1."""
-    payload = {"content": "staging: job 1", "attachments": [{"id": 0, "filename": filename}]}
-    async with httpx.AsyncClient(base_url=fake.api_base) as client:
-        answer = await client.post(
-            f"/channels/{channel_id}/messages",
-            headers={"Authorization": f"Bot {fake.token}"},
-            files={
-                "payload_json": (None, json.dumps(payload), "application/json"),
-                "files[0]": (filename, b"\x00\x00\x00\x18ftypmp42", "video/mp4"),
-            },
-        )
-    answer.raise_for_status()
-    return int(answer.json()["id"])
-
-
 @pytest.mark.parametrize("stale_name", ["ltx-job-1.mp4", "ltx-job-1-0123456789abcdef.mp4"])
 async def test_stale_post_of_another_deployment_is_not_matched(
     video_bot, fake_discord, stale_name: str
@@ -107,7 +94,7 @@ async def test_stale_post_of_another_deployment_is_not_matched(
         inter = await v.command(OPTIONS)
         await v.status(inter)
         await v.wait_job(1, "submitted", "running")
-        stale = await _post_as_other_deployment(fake_discord, w.channel_id, stale_name)
+        stale = await post_as_other_deployment(fake_discord, w.channel_id, stale_name)
     async with video_bot(simulator_delay_seconds=1.5) as v:
         # The restarted bot also loses the answer of its first post: its retry looks up.
         fake_discord.fail_next(
@@ -116,6 +103,21 @@ async def test_stale_post_of_another_deployment_is_not_matched(
         job = await _one_clip(v, stale=(stale,))
         assert job.result_message_id != stale
         assert not fake_discord.message(stale).deleted
+
+
+async def test_busy_channel_retry_finds_its_post_past_200_messages(video_bot, fake_discord) -> None:
+    """More than 200 messages between the job's start and its lookup: still found."""
+    w = fake_discord.world
+    async with video_bot(simulator_delay_seconds=3.0) as v:
+        inter = await v.command(OPTIONS)
+        await v.status(inter)
+        fake_discord.expire_interaction(inter)
+        for i in range(230):
+            await fake_discord.post_user_message(w.channel_id, w.user_id, f"chatter {i}")
+        fake_discord.fail_next(
+            0, method="POST", path=CHANNEL_POST, when=_with_files, after_commit=True
+        )
+        await _one_clip(v)
 
 
 async def test_outage_after_restart_delivers(
