@@ -192,6 +192,9 @@ async def run_soak(
         await asyncio.sleep(1.0)  # final edits after the terminal commit
         report.faults["graceful_stop"] += 1
         await bot.stop()
+        # Injected Discord faults that a request actually ran into (some expire unused
+        # when the bot is killed before it posts).
+        report.faults["discord_faults_hit"] = sum(len(f.hits) for f in fake.faults)
         _check(report, fake, interactions, data_dir)
     finally:
         if bot.proc is not None:
@@ -208,7 +211,9 @@ CLIP_POST = r"^/(webhooks/\d+/[^/]+|channels/\d+/messages)$"
 
 
 def _with_files(rec: Any) -> bool:
-    return bool(rec.files)
+    """A clip post of the bot (not the other deployment's, see `post_as_other_deployment`)."""
+    body = rec.json if isinstance(rec.json, dict) else {}
+    return bool(rec.files) and body.get("content") != "staging build"
 
 
 async def _discord_fault(
