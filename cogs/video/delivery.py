@@ -30,7 +30,7 @@ import discord
 from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
 from bot import media
-from bot.errors import PermanentPostError
+from bot.errors import PermanentPostError, TransientPostError
 from bot.jobs.tracker import DeliveryReceipt
 from bot.store.jobs import JobRecord
 from cogs.ui import text as render
@@ -166,13 +166,21 @@ class ClipDelivery:
     ) -> DeliveryReceipt:
         live = await self.status.get(job)
         message = None
-        if maybe_posted:  # a retry, or resumed after a restart: is it posted already?
-            message = await self._earlier_post(job)
-        if message is None:
-            try:
+        try:
+            if maybe_posted:  # a retry, or resumed after a restart: is it posted already?
+                message = await self._earlier_post(job)
+            if message is None:
                 message = await self._post_clip(job, live, clip)
-            except media.MediaError as exc:  # can never be posted: the tracker fails the job
-                raise PermanentPostError(exc.message) from exc
+        except media.MediaError as exc:  # can never be posted: the tracker fails the job
+            raise PermanentPostError(exc.message) from exc
+        except (
+            discord.DiscordServerError,
+            PostOutcomeUnknownError,
+            aiohttp.ClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:  # Discord down or unreachable: not this job's fault, retried
+            raise TransientPostError(repr(exc)) from exc
         # Posted: from here on nothing may raise, or the tracker would post it again.
         try:
             await self.status.close(live)

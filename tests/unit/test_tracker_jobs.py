@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import TransientPostError
 from bot.jobs.tracker import MSG_DISK, MSG_DOWNLOAD, MSG_GONE, MSG_MISCONFIGURED
 from bot.providers.base import (
     AuthenticationError,
@@ -467,6 +468,27 @@ async def test_delivery_retry_looks_for_the_earlier_post_by_a_stored_key(
     other_id, _, _ = await run_one(db, data_dir, provider, RecordingSink())
     other = await store.get_job(db, other_id)
     assert other is not None and other.delivery_key not in (None, key)
+
+
+async def test_a_discord_outage_does_not_use_up_delivery_attempts(db, data_dir: Path) -> None:
+    """More outage failures than `delivery_attempts`: still delivered (within
+    `delivery_outage_seconds`); a plain error keeps its attempt limit."""
+    provider = FakeProvider()
+    sink = RecordingSink()
+    for _ in range(6):
+        sink.fail_completed.append(TransientPostError("503 Service Unavailable"))
+    settings = fast_settings(delivery_attempts=2)
+    job_id, outcome, _ = await run_one(db, data_dir, provider, sink, settings=settings)
+    assert outcome == "delivered" and sink.kinds(job_id).count("completed") == 7
+    assert await ledger_kinds(db, job_id) == ["reserve", "settle"]
+
+    over = RecordingSink()
+    for _ in range(3):
+        over.fail_completed.append(TransientPostError("503 Service Unavailable"))
+    short = fast_settings(delivery_attempts=2, delivery_outage_seconds=0)
+    job2, outcome2, _ = await run_one(db, data_dir, provider, over, settings=short)
+    assert outcome2 == "failed"
+    assert await ledger_kinds(db, job2) == ["reserve", "refund"]
 
 
 async def test_fair_round_robin_and_queue_positions(db, data_dir: Path) -> None:

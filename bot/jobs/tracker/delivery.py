@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from bot import quota
-from bot.errors import PermanentPostError
+from bot.errors import PermanentPostError, TransientPostError
 from bot.jobs.tracker.budget import learn_calls_per_job
 from bot.jobs.tracker.entry import Entry
 from bot.jobs.tracker.outcomes import MSG_POST
@@ -116,6 +116,8 @@ class Delivery:
             raise
         except Exception as exc:
             message = (exc.message or MSG_POST) if isinstance(exc, PermanentPostError) else None
+            if message is None and self._outage_retry(entry, exc):
+                return
             if message is not None or entry.deliveries >= t.settings.delivery_attempts:
                 log.warning("job %s: posting the clip failed for good: %r", job.id, exc)
                 await t.endings.end(
@@ -132,6 +134,7 @@ class Delivery:
             )
             t.schedule_in(entry, delay)
             return
+        entry.outage_since, entry.outage_tries = None, 0
         if receipt.message_id is not None or receipt.channel_id is not None:
             async with t.db.transaction() as conn:
                 entry.job = job = await store.record_delivery(
@@ -142,6 +145,29 @@ class Delivery:
                     now=t.clock(),
                 )
         await self.mark_delivered(entry, job)
+
+    def _outage_retry(self, entry: Entry, exc: Exception) -> bool:
+        """A Discord outage: retry with backoff (not counted in `delivery_attempts`) until it
+        has lasted `delivery_outage_seconds`. False when `exc` is no outage or it lasted."""
+        t = self.tracker
+        if not isinstance(exc, TransientPostError):
+            return False
+        now = asyncio.get_running_loop().time()
+        if entry.outage_since is None:
+            entry.outage_since = now
+        if now - entry.outage_since >= t.settings.delivery_outage_seconds:
+            return False
+        entry.deliveries -= 1  # an outage is not a failed attempt
+        entry.outage_tries += 1
+        delay = backoff_delay(entry.outage_tries, t.settings)
+        log.warning(
+            "job %s: Discord unavailable while posting the clip (%s); retrying in %.1fs",
+            entry.id,
+            exc,
+            delay,
+        )
+        t.schedule_in(entry, delay)
+        return True
 
     async def mark_delivered(self, entry: Entry | None, job: JobRecord) -> None:
         """Delivered and settled in one transaction; `entry` None: a job resumed at start
