@@ -405,16 +405,9 @@ async def record_delivery(
 async def assign_delivery_key(
     conn: aiosqlite.Connection, job_id: int, *, now: datetime
 ) -> JobRecord:
-    """Give the job its random delivery key (once; kept if it has one) and return the row.
-
-    Committed before the clip is first posted: the key goes into the clip's file name and
-    the message nonce, so any later attempt finds that post by the key alone. A job with a
-    key may therefore have been posted already.
-    """
-    await conn.execute(
-        "UPDATE jobs SET delivery_key = ?, updated_at = ? WHERE id = ? AND delivery_key IS NULL",
-        (secrets.token_hex(8), to_db_time(now), job_id),
-    )
+    """A random delivery key (kept if set); a job with one may have been posted already."""
+    sql = "UPDATE jobs SET delivery_key = ?, updated_at = ? WHERE id = ? AND delivery_key IS NULL"
+    await conn.execute(sql, (secrets.token_hex(8), to_db_time(now), job_id))
     return await _fresh(conn, job_id)
 
 
