@@ -231,7 +231,7 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
         async def job_progress(self, job: Any, progress: Any, eta: Any) -> None:
             return None
 
-        async def job_completed(self, job: Any, clip: Path) -> Any:
+        async def job_completed(self, job: Any, clip: Path, *, maybe_posted: bool) -> Any:
             self.done[job.id] = time.monotonic()
             self._finish(job.id)
             return DeliveryReceipt(channel_id=1, message_id=job.id)

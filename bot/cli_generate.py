@@ -53,7 +53,10 @@ class CliSink:
         eta = f", about {eta_seconds:.0f}s left" if eta_seconds is not None else ""
         self._line(f"job {job.id}: {pct}{eta}")
 
-    async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt:
+    async def job_completed(
+        self, job: JobRecord, clip: Path, *, maybe_posted: bool
+    ) -> DeliveryReceipt:
+        # Copying the clip again is harmless: a file, not a message.
         self.out.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(shutil.copyfile, clip, self.out)
         self._line(f"job {job.id}: done")

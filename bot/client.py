@@ -55,8 +55,10 @@ class DeliveryRouter:
     ) -> None:
         await self._sink().job_progress(job, progress, eta_seconds)
 
-    async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt:
-        receipt = await self._sink().job_completed(job, clip)
+    async def job_completed(
+        self, job: JobRecord, clip: Path, *, maybe_posted: bool
+    ) -> DeliveryReceipt:
+        receipt = await self._sink().job_completed(job, clip, maybe_posted=maybe_posted)
         await self._audit(
             job,
             "delivered",

@@ -13,3 +13,9 @@ class PermanentPostError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class TransientPostError(Exception):
+    """Discord could not be reached or failed (5xx, connection lost, timeout): the post may
+    or may not exist. The caller retries with backoff — after looking for the post — for as
+    long as an outage may last, without counting it as a failed attempt."""

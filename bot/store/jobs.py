@@ -13,6 +13,7 @@ Read helpers accept either the `Database` or a `Connection` (the latter inside a
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -110,6 +111,7 @@ class JobRecord(BaseModel):
     interaction_message_id: int | None = None
     result_message_id: int | None = None
     result_channel_id: int | None = None
+    delivery_key: str | None = None  # set before the first post; see assign_delivery_key
     origin: str = "discord"
     created_at: datetime
     submitted_at: datetime | None = None
@@ -198,6 +200,7 @@ def _record(row: Row) -> JobRecord:
         interaction_message_id=row["interaction_message_id"],
         result_message_id=row["result_message_id"],
         result_channel_id=row["result_channel_id"],
+        delivery_key=row["delivery_key"],
         origin=row["origin"],
         created_at=created,
         submitted_at=_time(row["submitted_at"]),
@@ -375,6 +378,15 @@ async def record_delivery(
     await _update(
         conn, job_id, now, {"result_channel_id": channel_id, "result_message_id": message_id}
     )
+    return await _fresh(conn, job_id)
+
+
+async def assign_delivery_key(
+    conn: Connection, job_id: int, *, now: datetime
+) -> JobRecord:
+    """A random delivery key (kept if set); a job with one may have been posted already."""
+    sql = "UPDATE jobs SET delivery_key = ?, updated_at = ? WHERE id = ? AND delivery_key IS NULL"
+    await conn.execute(sql, (secrets.token_hex(8), to_db_time(now), job_id))
     return await _fresh(conn, job_id)
 
 

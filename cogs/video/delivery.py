@@ -4,20 +4,33 @@ The clip is fitted to the server's upload limit and posted as a plain attachment
 Again/Delete buttons, pinging only the requester; after a 413 it is re-encoded smaller and
 posted again (never the same file twice). Endings (failed, cancelled, expired) are shown on
 the status message and, off the interaction token, as a reply that pings the requester.
+
+Exactly once: the clip's file name carries the job's random delivery key
+(`ltx-job-<id>-<key>.mp4`) and channel posts send `ltx<key>` as an enforced nonce (Discord
+returns the first message for a repeated nonce instead of creating one). Follow-ups
+(webhooks) have no nonce, so their upload is made in a single HTTP attempt (no library
+retry after a 5xx that may have been stored). When the tracker says an earlier attempt may
+have been posted, the channel is searched from the provider's finish time for a message of
+ours with the key; only the key matches, never the job number.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
 import discord
+from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
 from bot import media
-from bot.errors import PermanentPostError
+from bot.errors import PermanentPostError, TransientPostError
 from bot.jobs import JobRecord
 from bot.jobs.tracker import DeliveryReceipt
 from cogs.ui import text as render
@@ -41,8 +54,75 @@ MAX_SHRINKS_AFTER_413 = 3
 STANDARD_UPLOAD_LIMITS = (100 * 1024 * 1024, 50 * 1024 * 1024, 25 * 1024 * 1024, 10 * 1024 * 1024)
 
 
-def result_filename(job_id: int) -> str:
-    return f"ltx-job-{job_id}.mp4"
+# Discord snowflakes come from Discord's clock; search a little before the provider's
+# finish time as recorded by ours.
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+def result_filename(job: JobRecord) -> str:
+    """The posted clip's file name: the job number for people, the key for the lookup."""
+    return f"ltx-job-{job.id}-{_key(job)}.mp4"
+
+
+def result_nonce(job: JobRecord) -> str:
+    """The nonce of channel posts (at most 25 characters, stable for the job)."""
+    return f"ltx{_key(job)}"
+
+
+def _key(job: JobRecord) -> str:
+    if not job.delivery_key:
+        raise RuntimeError(f"job {job.id} has no delivery key")  # the tracker sets it first
+    return job.delivery_key
+
+
+def is_post_of(job: JobRecord, message: discord.Message, me: discord.abc.User | None) -> bool:
+    """`message` is ours and carries the job's delivery key (nothing else identifies it)."""
+    if me is None or message.author.id != me.id:
+        return False
+    key = _key(job)
+    return any(key in a.filename for a in message.attachments)
+
+
+class _SingleAttempt:
+    """An aiohttp session stand-in for discord.py's webhook adapter: a 5xx answer or a
+    dropped connection raises at once instead of being retried by the library, because a
+    webhook execute has no nonce and the retry could post a second clip. The tracker retries
+    after looking for the first post."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    @contextlib.asynccontextmanager
+    async def request(self, *args: Any, **kwargs: Any) -> AsyncIterator[aiohttp.ClientResponse]:
+        try:
+            async with self._session.request(*args, **kwargs) as response:
+                if response.status >= 500:
+                    body = await response.text()
+                    raise discord.DiscordServerError(response, body)
+                yield response
+        except OSError as exc:  # connection reset after the request went out
+            raise PostOutcomeUnknownError(f"connection lost while posting: {exc!r}") from exc
+
+
+class PostOutcomeUnknownError(Exception):
+    """The post went out but no answer came back: it may or may not be stored."""
+
+
+class _SingleAttemptAdapter(AsyncWebhookAdapter):
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    async def request(self, route: Any, session: Any, **kwargs: Any) -> Any:
+        return await super().request(route, cast(Any, _SingleAttempt(session)), **kwargs)
+
+
+@contextlib.contextmanager
+def _single_attempt_webhooks() -> Iterator[None]:
+    token = async_context.set(_SingleAttemptAdapter())
+    try:
+        yield
+    finally:
+        async_context.reset(token)
 
 
 def smaller_upload_limit(rejected_size: int) -> int:
@@ -81,16 +161,26 @@ class ClipDelivery:
         )
         await self.status.update(job, live, line)
 
-    async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt:
+    async def job_completed(
+        self, job: JobRecord, clip: Path, *, maybe_posted: bool
+    ) -> DeliveryReceipt:
         live = await self.status.get(job)
         message = None
-        if live.interaction is None:  # resumed after a restart: was it posted before the crash?
-            message = await self._earlier_post(job)
-        if message is None:
-            try:
+        try:
+            if maybe_posted:  # a retry, or resumed after a restart: is it posted already?
+                message = await self._earlier_post(job)
+            if message is None:
                 message = await self._post_clip(job, live, clip)
-            except media.MediaError as exc:  # can never be posted: the tracker fails the job
-                raise PermanentPostError(exc.message) from exc
+        except media.MediaError as exc:  # can never be posted: the tracker fails the job
+            raise PermanentPostError(exc.message) from exc
+        except (
+            discord.DiscordServerError,
+            PostOutcomeUnknownError,
+            aiohttp.ClientError,
+            OSError,
+            TimeoutError,
+        ) as exc:  # Discord down or unreachable: not this job's fault, retried
+            raise TransientPostError(repr(exc)) from exc
         # Posted: from here on nothing may raise, or the tracker would post it again.
         try:
             await self.status.close(live)
@@ -101,24 +191,29 @@ class ClipDelivery:
         return DeliveryReceipt(channel_id=message.channel.id, message_id=message.id)
 
     async def _earlier_post(self, job: JobRecord) -> discord.Message | None:
-        """The clip message of `job` if a previous run posted it but died before recording it.
+        """The clip message of `job` if an earlier attempt posted it without our knowing
+        (answer lost, error after Discord stored it, a crash before recording it).
 
-        The tracker records the message id right after posting; a crash in between would
-        otherwise post the clip twice. Looks at the bot's own messages since the job began.
+        Reads every message since the provider finished (the post cannot be older), oldest
+        first, and matches only the job's delivery key. A channel that is gone is permanent;
+        history we may not read is logged and the post goes ahead (channel posts still carry
+        the nonce); any other error raises, so the tracker retries later instead of risking
+        a second clip.
         """
         channel = await self.status.channel(job)
-        if channel is None or not isinstance(channel, discord.abc.Messageable):
+        if channel is None:  # gone or hidden: posting tells which (a follow-up may still work)
             return None
-        filename = result_filename(job.id)
+        since = (job.provider_done_at or job.created_at) - CLOCK_SKEW
         me = self.bot.user
         try:
-            async for message in channel.history(limit=200, after=job.created_at):
-                mine = me is not None and message.author.id == me.id
-                if mine and any(a.filename == filename for a in message.attachments):
+            async for message in channel.history(limit=None, after=since, oldest_first=True):
+                if is_post_of(job, message, me):
                     log.warning("job %s: found its earlier post %s", job.id, message.id)
                     return message
-        except discord.HTTPException:
-            log.warning("job %s: could not read the channel history to avoid a repost", job.id)
+        except discord.NotFound:
+            raise PermanentPostError("the channel of this job no longer exists") from None
+        except discord.Forbidden:
+            log.warning("job %s: may not read the channel history to avoid a repost", job.id)
         return None
 
     def _upload_limit(self, job: JobRecord, live: Live) -> int:
@@ -172,18 +267,19 @@ class ClipDelivery:
     async def _send_result(
         self, job: JobRecord, live: Live, path: Path, content: str
     ) -> discord.Message:
-        filename = result_filename(job.id)
+        filename = result_filename(job)
         mentions = requester_only(job.user_id)
         if live.token_valid():
             assert live.interaction is not None
             try:
-                return await live.interaction.followup.send(
-                    content,
-                    file=discord.File(path, filename=filename),
-                    view=result_view(job.id),
-                    allowed_mentions=mentions,
-                    wait=True,
-                )
+                with _single_attempt_webhooks():
+                    return await live.interaction.followup.send(
+                        content,
+                        file=discord.File(path, filename=filename),
+                        view=result_view(job.id),
+                        allowed_mentions=mentions,
+                        wait=True,
+                    )
             except discord.HTTPException as exc:
                 if exc.status not in (401, 403, 404):
                     raise
@@ -197,6 +293,7 @@ class ClipDelivery:
                 file=discord.File(path, filename=filename),
                 view=result_view(job.id),
                 allowed_mentions=mentions,
+                nonce=result_nonce(job),  # discord.py sends enforce_nonce with it
                 **self.status.reply_to(job, live),
             )
         except discord.Forbidden:
@@ -242,10 +339,10 @@ class ClipDelivery:
             await self._private_ending(job, live, outcome)
             return
         # Off the token: a reply that pings the requester (and nobody else).
-        channel = await self.status.channel(job)
-        if channel is None:
-            return
         try:
+            channel = await self.status.channel(job)
+            if channel is None:
+                return
             await channel.send(
                 f"<@{job.user_id}> {text}",
                 allowed_mentions=requester_only(job.user_id),

@@ -205,13 +205,16 @@ class StatusBoard:
                 log.info("job %s: interim status message not deleted: %s", job.id, exc)
 
     async def channel(self, job: JobRecord) -> discord.abc.Messageable | None:
+        """The job's channel; None only when Discord says it is gone or hidden from us
+        (NotFound / Forbidden). Any other error (5xx, connection) is raised: an outage is
+        no reason to give up on a job, its caller retries."""
         if job.channel_id is None:
             return None
         channel = self.bot.get_channel(job.channel_id)
         if channel is None:
             try:
                 channel = await self.bot.fetch_channel(job.channel_id)
-            except discord.HTTPException:
+            except (discord.NotFound, discord.Forbidden):
                 return None
         return channel if isinstance(channel, discord.abc.Messageable) else None
 

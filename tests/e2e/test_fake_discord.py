@@ -395,6 +395,37 @@ async def test_remaining_message_endpoints(fake_discord: FakeDiscord, bot: PingB
     assert fake_discord.unknown_requests == []
 
 
+async def test_nonce_enforce_nonce_and_answer_lost(fake_discord: FakeDiscord, bot: PingBot) -> None:
+    """Discord: `nonce` is echoed on create (not in history); with `enforce_nonce` a repeat
+    by the same author returns the first message and creates none; > 25 characters is a
+    form error. `after_commit` faults store the message and lose the answer."""
+    world = fake_discord.world
+    assert world is not None
+    channel = await bot.fetch_channel(world.channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    first = await channel.send("once", nonce="ltx0123456789abcdef")  # enforce_nonce=true
+    again = await channel.send("once more", nonce="ltx0123456789abcdef")
+    assert again.id == first.id and again.content == "once"
+    assert [m.content for m in fake_discord.messages(world.channel_id)].count("once more") == 0
+    sent = fake_discord.requests_to("POST /channels/{channel_id}/messages")[-1]
+    assert sent.json["enforce_nonce"] is True and sent.response["nonce"] == "ltx0123456789abcdef"
+    async with aiohttp.ClientSession() as http:
+        url = f"{fake_discord.api_base}/channels/{world.channel_id}/messages"
+        headers = {"Authorization": f"Bot {fake_discord.token}"}
+        async with http.post(url, json={"content": "a", "nonce": "n1"}, headers=headers) as r1:
+            assert r1.status == 200
+        async with http.post(url, json={"content": "b", "nonce": "n1"}, headers=headers) as r2:
+            assert r2.status == 200 and (await r2.json())["content"] == "b"  # not enforced
+        async with http.post(url, json={"content": "c", "nonce": "x" * 26}, headers=headers) as r3:
+            assert r3.status == 400 and (await r3.json())["code"] == 50035
+        async with http.get(url, headers=headers) as listed:
+            assert all("nonce" not in m for m in await listed.json())
+    fake_discord.fail_next(503, method="POST", path=r"^/channels/\d+/messages$", after_commit=True)
+    with pytest.raises(discord.DiscordServerError):
+        await channel.send("stored anyway")
+    assert [m.content for m in fake_discord.messages(world.channel_id)].count("stored anyway") == 1
+
+
 # ----- gateway drops -------------------------------------------------------------------------
 
 

@@ -27,7 +27,13 @@ What it models (enough for the unmodified client, and strict where Discord is st
 * Gateway: HELLO, heartbeat ACKs, IDENTIFY → READY (+ `resume_gateway_url`) → GUILD_CREATE,
   RESUME with replay of missed events, INVALID_SESSION, RECONNECT, zlib-stream compression,
   MESSAGE_CREATE/UPDATE/DELETE for what the bot posts, GUILD_MEMBERS_CHUNK on request.
-* Fault injection: `fail_next(...)` (401/403/404/413/429 with `retry_after` and headers/5xx),
+* Message nonces (channel messages only; webhooks have none): `nonce` (≤ 25 characters) is
+  echoed in the create answer and MESSAGE_CREATE (never in fetched history); with
+  `enforce_nonce` a second create by the same author with the same nonce within
+  `nonce_window` seconds returns the first message and creates nothing.
+* Fault injection: `fail_next(...)` (401/403/404/413/429 with `retry_after` and headers/5xx;
+  `after_commit=True`: the request is carried out, then the answer is replaced by the error,
+  or by a dropped connection with status 0 — "stored but the answer was lost"),
   `expire_interaction`, `delete_channel`, `delete_message`, `expire_attachment_urls`,
   `set_upload_limit`, `disconnect_gateway`.
 
@@ -245,6 +251,8 @@ class FakeMessage:
     pinged_user_ids: set[int] = field(default_factory=set)  # over the create and every edit
     pinged_role_ids: set[int] = field(default_factory=set)
     pinged_everyone: bool = False
+    nonce: str | None = None  # as sent on create (enforce_nonce looks it up)
+    created_mono: float = field(default_factory=time.monotonic)
 
     @property
     def ephemeral(self) -> bool:
@@ -496,6 +504,7 @@ class Fault:
     times: int
     body: dict[str, Any]
     headers: dict[str, str]
+    after_commit: bool = False  # carry the request out, then answer with the fault
     hits: list[RecordedRequest] = field(default_factory=list)
 
     def matches(self, rec: RecordedRequest) -> bool:
@@ -823,6 +832,7 @@ class FakeDiscord:
         token_lifetime: float = 15 * 60,
         strict_commands: bool = True,
         privileged_intents: int = PRIVILEGED_INTENTS,
+        nonce_window: float = 180.0,
     ) -> None:
         self.token = token
         self.application_id = application_id or p.snowflake()
@@ -834,6 +844,7 @@ class FakeDiscord:
         self.token_lifetime = token_lifetime
         self.strict_commands = strict_commands
         self.privileged_intents = privileged_intents
+        self.nonce_window = nonce_window  # "the past few minutes" of enforce_nonce
 
         self.requests: list[RecordedRequest] = []
         self.gateway_connections: list[GatewayConnection] = []
@@ -1173,6 +1184,7 @@ class FakeDiscord:
         retry_after: float = 0.25,
         global_rate_limit: bool = False,
         headers: Mapping[str, str] | None = None,
+        after_commit: bool = False,
     ) -> Fault:
         """Answer the next `times` requests matching method / path regex (searched in the path
         relative to /api/v10, e.g. r"^/webhooks/") / `when` with `status` and a Discord body.
@@ -1180,6 +1192,10 @@ class FakeDiscord:
         429 comes with `retry_after` in the body and the rate-limit headers (plus `Via`, which
         discord.py requires to treat it as Discord's and retry). discord.py retries 429 and
         500/502/504 by itself, so `times` counts every attempt.
+
+        `after_commit=True`: the request is handled normally first (a message is stored),
+        then answered with `status` — or, with status 0, the connection is dropped without
+        an answer. Only requests the handler accepted count as hits.
         """
         defaults: dict[int, tuple[int, str]] = {
             400: (50035, "Invalid Form Body"),
@@ -1220,6 +1236,7 @@ class FakeDiscord:
             times=times,
             body=fault_body,
             headers=fault_headers,
+            after_commit=after_commit,
         )
         self.faults.append(fault)
         return fault
@@ -1935,7 +1952,7 @@ class FakeDiscord:
             rec.route = matched[0]
         try:
             fault = next((f for f in self.faults if f.matches(rec)), None)
-            if fault is not None:
+            if fault is not None and not fault.after_commit:
                 fault.hits.append(rec)
                 response: web.StreamResponse = _json_response(
                     fault.status, fault.body, fault.headers
@@ -1947,6 +1964,15 @@ class FakeDiscord:
                 if auth and not rec.authorized:
                     raise _err(UNAUTHORIZED)
                 response = await handler(rec, **params)
+                if fault is not None:  # after_commit: done, but the answer is lost
+                    fault.hits.append(rec)
+                    if fault.status == 0:
+                        rec.status = 0
+                        self._changed()
+                        if request.transport is not None:
+                            request.transport.abort()
+                        raise ConnectionResetError("fake: answer lost")
+                    response = _json_response(fault.status, fault.body, fault.headers)
         except ApiError as exc:
             response = exc.response()
         rec.status = response.status
@@ -2228,6 +2254,8 @@ class FakeDiscord:
             if session.invalid or not session.intents & intent:
                 continue
             data = msg.payload()
+            if event == "MESSAGE_CREATE" and msg.nonce is not None:
+                data["nonce"] = msg.nonce
             if (
                 msg.author_id != self.bot_user_id
                 and not session.intents & INTENT_MESSAGE_CONTENT
@@ -2318,11 +2346,25 @@ class FakeDiscord:
         files = sorted(self._files(rec).items())
         needed = Permissions.SEND_MESSAGES | (Permissions.ATTACH_FILES if files else 0)
         self._require(guild, cid, needed)
+        nonce = payload.get("nonce")
+        if nonce is not None:
+            if not isinstance(nonce, (str, int)) or len(str(nonce)) > 25:
+                raise _form_error(
+                    p.field_error(
+                        ["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
+                    )
+                )
+            nonce = str(nonce)
+            if payload.get("enforce_nonce"):
+                earlier = self._nonce_message(cid, self.bot_user_id, nonce)
+                if earlier is not None:  # Discord: returned, and no new message created
+                    return _json_response(200, {**earlier.payload(), "nonce": nonce})
         msg = FakeMessage(
             id=p.snowflake(),
             channel_id=cid,
             guild_id=guild.id if guild else None,
             author=dict(self.bot_user),
+            nonce=nonce,
         )
         ref = payload.get("message_reference")
         if ref:
@@ -2343,7 +2385,23 @@ class FakeDiscord:
             upload_limit=guild.upload_limit if guild else self.default_upload_limit,
         )
         self._store(msg)
-        return _json_response(200, msg.payload())
+        answer = msg.payload()
+        if nonce is not None:
+            answer["nonce"] = nonce
+        return _json_response(200, answer)
+
+    def _nonce_message(self, channel_id: int, author_id: int, nonce: str) -> FakeMessage | None:
+        """The message created with `nonce` by `author_id` within `nonce_window` seconds."""
+        now = time.monotonic()
+        for msg in self._channel_messages.get(channel_id, []):
+            if (
+                msg.nonce == nonce
+                and not msg.deleted
+                and msg.author_id == author_id
+                and now - msg.created_mono <= self.nonce_window
+            ):
+                return msg
+        return None
 
     async def _get_message(
         self, rec: RecordedRequest, channel_id: str, message_id: str

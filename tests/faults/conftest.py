@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,23 @@ def short_http_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
         return client
 
     monkeypatch.setattr(bot.client, "make_http_client", make)
+
+
+async def post_as_other_deployment(fake: Any, channel_id: int, filename: str) -> int:
+    """Another deployment (own database, same bot token) posts a clip of its own job —
+    with the same job number as one of ours. Returns the message id."""
+    payload = {"content": "staging build", "attachments": [{"id": 0, "filename": filename}]}
+    async with httpx.AsyncClient(base_url=fake.api_base) as client:
+        answer = await client.post(
+            f"/channels/{channel_id}/messages",
+            headers={"Authorization": f"Bot {fake.token}"},
+            files={
+                "payload_json": (None, json.dumps(payload), "application/json"),
+                "files[0]": (filename, b"\x00\x00\x00\x18ftypmp42", "video/mp4"),
+            },
+        )
+    answer.raise_for_status()
+    return int(answer.json()["id"])
 
 
 # ----- invariants -----------------------------------------------------------------------

@@ -13,6 +13,11 @@ SIGTERM) the checks read the fake Discord's recorded messages and the SQLite dat
   and the simulator's own store (`simulator/`, the stand-in for a provider's servers), i.e.
   job inputs, clips and `.part` downloads, once every job has ended.
 
+With `discord_faults` (the default) each cycle may also mix in the Discord delivery faults
+of tests/faults/test_delivery_faults.py: a clip post stored but its answer lost (5xx or a
+dropped connection, on the follow-up or the channel path), a stale clip of another
+deployment with a job number of ours, and a short REST outage right after the restart.
+
 Commands whose interaction reached no live bot (it was killed before acknowledging) create
 no job; they are counted as `unacknowledged` (Discord shows the member "interaction failed").
 """
@@ -34,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction
-from tests.faults.conftest import TERMINAL, check_ledger
+from tests.faults.conftest import TERMINAL, check_ledger, post_as_other_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_IN_TEXT = re.compile(r"\*\*job (\d+)\*\*|Job (\d+) ")
@@ -140,6 +145,7 @@ async def run_soak(
     simulator_delay: float = 1.0,
     max_uptime: float = 3.0,
     settle_timeout: float = 120.0,
+    discord_faults: bool = True,
 ) -> SoakReport:
     rng = random.Random(seed)
     report = SoakReport()
@@ -170,16 +176,25 @@ async def run_soak(
                 )
                 interactions.append(inter)
                 await asyncio.sleep(rng.uniform(0.0, 0.3))
+            if discord_faults:
+                await _discord_fault(rng, fake, report, job_number=len(interactions))
             await asyncio.sleep(max(0.0, deadline - time.monotonic()))
             await bot.kill()
             report.faults["sigkill"] += 1
             report.cycles += 1
+            if discord_faults and rng.random() < 0.3:  # Discord's REST down at the restart
+                fake.fail_next(503, method="GET", path=rf"^/channels/{world.channel_id}$", times=2)
+                fake.fail_next(503, method="POST", path=CLIP_POST, when=_with_files)
+                report.faults["outage_after_restart"] += 1
             await bot.start(fake)
         # Let everything finish, then stop cleanly.
         await _wait_all_terminal(data_dir / "bot.db", settle_timeout)
         await asyncio.sleep(1.0)  # final edits after the terminal commit
         report.faults["graceful_stop"] += 1
         await bot.stop()
+        # Injected Discord faults that a request actually ran into (some expire unused
+        # when the bot is killed before it posts).
+        report.faults["discord_faults_hit"] = sum(len(f.hits) for f in fake.faults)
         _check(report, fake, interactions, data_dir)
     finally:
         if bot.proc is not None:
@@ -190,6 +205,32 @@ async def run_soak(
         apply_api_base(DISCORD_API_BASE)
     report.wall_seconds = time.monotonic() - started
     return report
+
+
+CLIP_POST = r"^/(webhooks/\d+/[^/]+|channels/\d+/messages)$"
+
+
+def _with_files(rec: Any) -> bool:
+    """A clip post of the bot (not the other deployment's, see `post_as_other_deployment`)."""
+    body = rec.json if isinstance(rec.json, dict) else {}
+    return bool(rec.files) and body.get("content") != "staging build"
+
+
+async def _discord_fault(
+    rng: random.Random, fake: FakeDiscord, report: SoakReport, *, job_number: int
+) -> None:
+    """Maybe one delivery fault for this cycle (see the module docstring)."""
+    roll = rng.random()
+    if roll < 0.35:
+        status = rng.choice([500, 503, 0])
+        fake.fail_next(status, method="POST", path=CLIP_POST, when=_with_files, after_commit=True)
+        report.faults[f"answer_lost_{status or 'reset'}"] += 1
+    elif roll < 0.55 and fake.world is not None:
+        name = rng.choice(
+            [f"ltx-job-{job_number}.mp4", f"ltx-job-{job_number}-{rng.getrandbits(64):016x}.mp4"]
+        )
+        await post_as_other_deployment(fake, fake.world.channel_id, name)
+        report.faults["stale_post"] += 1
 
 
 def _rows(db_path: Path, sql: str) -> list[dict[str, Any]]:

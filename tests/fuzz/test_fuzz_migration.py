@@ -304,12 +304,17 @@ async def write_v1(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     return expected
 
 
-def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every version-1 table, in the version-1 columns."""
+def dump(
+    path: Path, v1_columns: dict[str, list[str]] | None = None
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every version-1 table, in the version-1 columns (read from the file
+    before migrating, or `v1_columns` after: later migrations may add columns)."""
     with sqlite3.connect(path) as conn:
         out = {}
         for table in V1_TABLES:
-            columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            columns = (v1_columns or {}).get(table) or [
+                r[1] for r in conn.execute(f"PRAGMA table_info({table})")
+            ]
             out[table] = conn.execute(
                 f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid"
             ).fetchall()
@@ -341,7 +346,9 @@ def expected_usage(exp: dict[str, Any], data: dict[str, Any], guild: int, user: 
 
 
 async def check_migrated(path: Path, data: dict[str, Any], exp: dict[str, Any]) -> None:
-    before = dump(path)
+    with sqlite3.connect(path) as conn:
+        v1_columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in V1_TABLES}
+    before = dump(path, v1_columns)
     db = await Database.open(path)
     try:
         applied = await db.migrate()
@@ -351,7 +358,7 @@ async def check_migrated(path: Path, data: dict[str, Any], exp: dict[str, Any]) 
         assert await db.schema_sql() == EXPECTED_SCHEMA.read_text()
     finally:
         await db.close()
-    assert dump(path) == before, "migrating changed rows written by version 1"
+    assert dump(path, v1_columns) == before, "migrating changed rows written by version 1"
 
     db = await Database.open(path)
     try:

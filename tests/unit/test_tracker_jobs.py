@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.errors import TransientPostError
 from bot.jobs.tracker import MSG_DISK, MSG_DOWNLOAD, MSG_GONE, MSG_MISCONFIGURED
 from bot.providers.base import (
     AuthenticationError,
@@ -23,7 +24,7 @@ from bot.providers.base import (
     TransientError,
 )
 from bot.store import jobs as store
-from bot.store.jobs import Status
+from bot.store.jobs import JobRecord, Status
 from tests.unit.test_tracker_support import (
     CLIP_BYTES,
     FakeProvider,
@@ -439,6 +440,55 @@ async def test_delivery_is_retried_then_media_errors_fail(db, data_dir: Path) ->
     )
     assert await ledger_kinds(db, job2) == ["reserve", "refund"]
     assert leftovers(data_dir) == []
+
+
+async def test_delivery_retry_looks_for_the_earlier_post_by_a_stored_key(
+    db, data_dir: Path
+) -> None:
+    """The first attempt already carries a committed random key; every later attempt (here
+    a retry in the same run after an error whose post may have been stored) is flagged
+    `maybe_posted` with the same key, so the sink looks for that post before posting."""
+    provider = FakeProvider()
+    sink = RecordingSink()
+    keys_at_post: list[str | None] = []
+
+    async def hook(job: JobRecord) -> None:  # what the row holds while the sink posts
+        row = await store.get_job(db, job.id)
+        keys_at_post.append(None if row is None else row.delivery_key)
+
+    sink.completed_hook = hook
+    sink.fail_completed.append(RuntimeError("Discord 500 after storing the message"))
+    job_id, outcome, _ = await run_one(db, data_dir, provider, sink)
+    assert outcome == "delivered"
+    calls = [c for c in sink.maybe_posted if c[0] == job_id]
+    assert [flag for _, flag, _ in calls] == [False, True]
+    key = calls[0][2]
+    assert key and len(key) == 16 and calls[1][2] == key
+    assert keys_at_post == [key, key]  # committed before the first post
+    other_id, _, _ = await run_one(db, data_dir, provider, RecordingSink())
+    other = await store.get_job(db, other_id)
+    assert other is not None and other.delivery_key not in (None, key)
+
+
+async def test_a_discord_outage_does_not_use_up_delivery_attempts(db, data_dir: Path) -> None:
+    """More outage failures than `delivery_attempts`: still delivered (within
+    `delivery_outage_seconds`); a plain error keeps its attempt limit."""
+    provider = FakeProvider()
+    sink = RecordingSink()
+    for _ in range(6):
+        sink.fail_completed.append(TransientPostError("503 Service Unavailable"))
+    settings = fast_settings(delivery_attempts=2)
+    job_id, outcome, _ = await run_one(db, data_dir, provider, sink, settings=settings)
+    assert outcome == "delivered" and sink.kinds(job_id).count("completed") == 7
+    assert await ledger_kinds(db, job_id) == ["reserve", "settle"]
+
+    over = RecordingSink()
+    for _ in range(3):
+        over.fail_completed.append(TransientPostError("503 Service Unavailable"))
+    short = fast_settings(delivery_attempts=2, delivery_outage_seconds=0)
+    job2, outcome2, _ = await run_one(db, data_dir, provider, over, settings=short)
+    assert outcome2 == "failed"
+    assert await ledger_kinds(db, job2) == ["reserve", "refund"]
 
 
 async def test_fair_round_robin_and_queue_positions(db, data_dir: Path) -> None:

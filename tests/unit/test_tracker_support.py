@@ -205,6 +205,8 @@ class RecordingSink:
     message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _done: dict[int, asyncio.Event] = field(default_factory=dict)
     outcome: dict[int, str] = field(default_factory=dict)
+    # (job id, maybe_posted, delivery key) of every job_completed call
+    maybe_posted: list[tuple[int, bool, str | None]] = field(default_factory=list)
 
     def _event(self, job_id: int) -> asyncio.Event:
         return self._done.setdefault(job_id, asyncio.Event())
@@ -220,8 +222,11 @@ class RecordingSink:
     ) -> None:
         self.events.append(("progress", job.id, (progress, eta_seconds)))
 
-    async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt:
+    async def job_completed(
+        self, job: JobRecord, clip: Path, *, maybe_posted: bool = False
+    ) -> DeliveryReceipt:
         self.events.append(("completed", job.id, (clip,)))
+        self.maybe_posted.append((job.id, maybe_posted, job.delivery_key))
         if self.completed_hook is not None:
             await self.completed_hook(job)
         if self.fail_completed:

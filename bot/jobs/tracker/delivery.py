@@ -1,10 +1,14 @@
-"""Delivery: posting the clip through the sink, exactly once as far as one local row allows.
+"""Delivery: posting the clip through the sink, exactly once.
 
-At-least-once with a single-write window: the sink posts the clip, its message id is
-committed, then the job is marked delivered (and its quota settled) in a second
-transaction. A restart re-posts only a `delivering` job without a message id, so a duplicate
-post needs a crash in the instant between Discord accepting the post and the commit of one
-local row; a crash during the (long) upload re-posts once and never loses the clip.
+Before the first post the job gets a random delivery key, committed in its row; the sink
+puts it into the post (file name, message nonce). The sink posts the clip, its message id
+is committed, then the job is marked delivered (and its quota settled) in a second
+transaction. Every later attempt — a retry in the same run after an error whose post may
+have been stored anyway (5xx after commit, connection reset), or a `delivering` job without
+a message id resumed after a restart — is made with `maybe_posted=True`: the sink first
+looks for a post carrying the key and returns it instead of posting again. The key, never
+the job number, identifies the post, so another database's job of the same number (a
+second deployment, a recreated database) is never taken for this one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from bot import quota
-from bot.errors import PermanentPostError
+from bot.errors import PermanentPostError, TransientPostError
 from bot.jobs.tracker.budget import learn_calls_per_job
 from bot.jobs.tracker.entry import Entry
 from bot.jobs.tracker.outcomes import MSG_POST
@@ -43,8 +47,11 @@ class DeliverySink(Protocol):
 
     Notifications (`job_queued`, `job_started`, `job_progress`, `job_ended`) are best effort:
     an exception is logged and ignored. `job_completed` must post the clip and return where;
-    raising means "not posted": it is retried (`delivery_attempts`), except a
-    `bot.errors.PermanentPostError`, which fails the job with its `message`.
+    raising means "maybe not posted": it is retried (`delivery_attempts`), except a
+    `bot.errors.PermanentPostError`, which fails the job with its `message`. The post must
+    carry `job.delivery_key` (set before the first attempt); with `maybe_posted` an earlier
+    attempt may have been stored although it raised: look for the post with that key first
+    and return it instead of posting a second one.
     """
 
     async def job_queued(self, job: JobRecord, position: int) -> None: ...
@@ -55,7 +62,9 @@ class DeliverySink(Protocol):
         self, job: JobRecord, progress: float | None, eta_seconds: float | None
     ) -> None: ...
 
-    async def job_completed(self, job: JobRecord, clip: Path) -> DeliveryReceipt: ...
+    async def job_completed(
+        self, job: JobRecord, clip: Path, *, maybe_posted: bool
+    ) -> DeliveryReceipt: ...
 
     async def job_ended(self, job: JobRecord, outcome: str, reason: str) -> None: ...
 
@@ -94,13 +103,21 @@ class Delivery:
                 )
             t.schedule_in(entry, 0)
             return
+        # A key already there means an earlier attempt (this run or before a restart) may
+        # have been posted although it raised or was cut off: the sink looks for it first.
+        maybe_posted = job.delivery_key is not None
+        if not maybe_posted:
+            async with t.db.transaction() as conn:
+                entry.job = job = await store.assign_delivery_key(conn, job.id, now=t.clock())
         entry.deliveries += 1
         try:
-            receipt = await t.sink.job_completed(job, clip)
+            receipt = await t.sink.job_completed(job, clip, maybe_posted=maybe_posted)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             message = (exc.message or MSG_POST) if isinstance(exc, PermanentPostError) else None
+            if message is None and self._outage_retry(entry, exc):
+                return
             if message is not None or entry.deliveries >= t.settings.delivery_attempts:
                 log.warning("job %s: posting the clip failed for good: %r", job.id, exc)
                 await t.endings.end(
@@ -117,6 +134,7 @@ class Delivery:
             )
             t.schedule_in(entry, delay)
             return
+        entry.outage_since, entry.outage_tries = None, 0
         if receipt.message_id is not None or receipt.channel_id is not None:
             async with t.db.transaction() as conn:
                 entry.job = job = await store.record_delivery(
@@ -127,6 +145,29 @@ class Delivery:
                     now=t.clock(),
                 )
         await self.mark_delivered(entry, job)
+
+    def _outage_retry(self, entry: Entry, exc: Exception) -> bool:
+        """A Discord outage: retry with backoff (not counted in `delivery_attempts`) until it
+        has lasted `delivery_outage_seconds`. False when `exc` is no outage or it lasted."""
+        t = self.tracker
+        if not isinstance(exc, TransientPostError):
+            return False
+        now = asyncio.get_running_loop().time()
+        if entry.outage_since is None:
+            entry.outage_since = now
+        if now - entry.outage_since >= t.settings.delivery_outage_seconds:
+            return False
+        entry.deliveries -= 1  # an outage is not a failed attempt
+        entry.outage_tries += 1
+        delay = backoff_delay(entry.outage_tries, t.settings)
+        log.warning(
+            "job %s: Discord unavailable while posting the clip (%s); retrying in %.1fs",
+            entry.id,
+            exc,
+            delay,
+        )
+        t.schedule_in(entry, delay)
+        return True
 
     async def mark_delivered(self, entry: Entry | None, job: JobRecord) -> None:
         """Delivered and settled in one transaction; `entry` None: a job resumed at start

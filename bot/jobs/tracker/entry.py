@@ -36,6 +36,8 @@ class Entry:
     internal_errors: int = 0
     downloads: int = 0
     deliveries: int = 0
+    outage_since: float | None = None  # loop time of the first transient delivery failure
+    outage_tries: int = 0  # transient failures since then (not counted in `deliveries`)
     reported_position: int | None = None
     retry_front: bool = False
     # An earlier submission may have reached the provider (its answer was lost, or the

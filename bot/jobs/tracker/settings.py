@@ -64,6 +64,9 @@ class TrackerSettings(BaseModel):
     provider_pause_max_seconds: float = Field(default=30.0, gt=0)
     download_attempts: int = Field(default=6, ge=1)
     delivery_attempts: int = Field(default=5, ge=1)
+    # A Discord outage (5xx, unreachable) does not use up `delivery_attempts`: the clip is
+    # retried with backoff for this long before the job fails.
+    delivery_outage_seconds: float = Field(default=3600.0, ge=0)
     max_internal_errors: int = Field(default=5, ge=1)
     # Age limit for providers that state no `job_expiry`.
     max_job_age_seconds: float = Field(default=86_400.0, gt=0)
