@@ -18,6 +18,7 @@ from bot.quota.ledger import reset_member
 from bot.quota.rules import fmt_allowance, fmt_seconds
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
+from bot.store._conn import Connection
 from bot.store.guilds import GuildSettings, MemberAllowance, RoleAllowance
 
 
@@ -106,18 +107,12 @@ async def set_role(
         _check_range("seconds", seconds, limits.ALLOWANCE_SECONDS, " s")
     async with db.transaction() as conn:
         previous = await guild_store.set_role_allowance(conn, guild_id, role_id, seconds, now=now)
-        before = "not set" if previous is None else fmt_allowance(previous.seconds)
-        old = None if previous is None else {"seconds": previous.seconds}
-        return await admin_change(
+        return await _allowance_change(
             conn,
-            guild_id=guild_id,
-            actor_id=actor_id,
-            target_id=None,
-            setting="role",
-            summary=f"allowance of role <@&{role_id}>: {before} → {fmt_allowance(seconds)}",
-            old=old,
-            new={"role_id": role_id, "seconds": seconds},
-            now=now,
+            (guild_id, actor_id, now),
+            ("role", None, f"role <@&{role_id}>"),
+            None if previous is None else {"seconds": previous.seconds},
+            {"role_id": role_id, "seconds": seconds},
         )
 
 
@@ -129,16 +124,12 @@ async def clear_role(
         previous = await guild_store.remove_role_allowance(conn, guild_id, role_id)
         if previous is None:
             return None
-        return await admin_change(
+        return await _allowance_change(
             conn,
-            guild_id=guild_id,
-            actor_id=actor_id,
-            target_id=None,
-            setting="role",
-            summary=f"allowance of role <@&{role_id}>: {fmt_allowance(previous.seconds)} → not set",
-            old={"role_id": role_id, "seconds": previous.seconds},
-            new=None,
-            now=now,
+            (guild_id, actor_id, now),
+            ("role", None, f"role <@&{role_id}>"),
+            {"role_id": role_id, "seconds": previous.seconds},
+            None,
         )
 
 
@@ -149,17 +140,12 @@ async def set_member(
         _check_range("seconds", seconds, limits.ALLOWANCE_SECONDS, " s")
     async with db.transaction() as conn:
         previous = await guild_store.set_member_allowance(conn, guild_id, user_id, seconds, now=now)
-        before = "not set" if previous is None else fmt_allowance(previous.seconds)
-        return await admin_change(
+        return await _allowance_change(
             conn,
-            guild_id=guild_id,
-            actor_id=actor_id,
-            target_id=user_id,
-            setting="member",
-            summary=f"allowance of <@{user_id}>: {before} → {fmt_allowance(seconds)}",
-            old=None if previous is None else {"seconds": previous.seconds},
-            new={"seconds": seconds},
-            now=now,
+            (guild_id, actor_id, now),
+            ("member", user_id, f"<@{user_id}>"),
+            None if previous is None else {"seconds": previous.seconds},
+            {"seconds": seconds},
         )
 
 
@@ -171,17 +157,41 @@ async def clear_member(
         previous = await guild_store.remove_member_allowance(conn, guild_id, user_id)
         if previous is None:
             return None
-        return await admin_change(
+        return await _allowance_change(
             conn,
-            guild_id=guild_id,
-            actor_id=actor_id,
-            target_id=user_id,
-            setting="member",
-            summary=f"allowance of <@{user_id}>: {fmt_allowance(previous.seconds)} → not set",
-            old={"seconds": previous.seconds},
-            new=None,
-            now=now,
+            (guild_id, actor_id, now),
+            ("member", user_id, f"<@{user_id}>"),
+            {"seconds": previous.seconds},
+            None,
         )
+
+
+async def _allowance_change(
+    conn: Connection,
+    who: tuple[int, int, datetime],
+    holder: tuple[str, int | None, str],
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+) -> Change:
+    """Audit a role or member allowance change: `who` = (guild, actor, when), `holder` =
+    (setting, audited target, how the summary names it); a missing side reads "not set"."""
+    guild_id, actor_id, now = who
+    setting, target_id, label = holder
+
+    def shown(side: dict[str, Any] | None) -> str:
+        return "not set" if side is None else fmt_allowance(side["seconds"])
+
+    return await admin_change(
+        conn,
+        guild_id=guild_id,
+        actor_id=actor_id,
+        target_id=target_id,
+        setting=setting,
+        summary=f"allowance of {label}: {shown(old)} → {shown(new)}",
+        old=old,
+        new=new,
+        now=now,
+    )
 
 
 async def _set_field(

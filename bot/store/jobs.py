@@ -381,9 +381,7 @@ async def record_delivery(
     return await _fresh(conn, job_id)
 
 
-async def assign_delivery_key(
-    conn: Connection, job_id: int, *, now: datetime
-) -> JobRecord:
+async def assign_delivery_key(conn: Connection, job_id: int, *, now: datetime) -> JobRecord:
     """A random delivery key (kept if set); a job with one may have been posted already."""
     sql = "UPDATE jobs SET delivery_key = ?, updated_at = ? WHERE id = ? AND delivery_key IS NULL"
     await conn.execute(sql, (secrets.token_hex(8), to_db_time(now), job_id))
