@@ -8,6 +8,7 @@ tracker (status change and refund in one transaction).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -143,6 +144,27 @@ class VideoService:
         self.default_provider = default_provider
         self.default_quota_seconds = default_quota_seconds
         self.max_active_per_member = max_active_per_member
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    # ----- start and stop -------------------------------------------------------------
+
+    async def start(self, *, prune_interval: float | None = None) -> None:
+        """Before any command: sweep input folders orphaned by a crash (and expired or
+        over-the-cap kept copies), then prune kept copies on a timer."""
+        active = await job_store.list_active(self.db)
+        dirs = [j.input_dir for j in active if j.input_dir is not None]
+        await asyncio.to_thread(self.files.sweep, dirs)
+        if self._housekeeping is None:
+            args = () if prune_interval is None else (prune_interval,)
+            self._housekeeping = asyncio.create_task(
+                self.files.prune_every(*args), name="kept-inputs-prune"
+            )
+
+    async def stop(self) -> None:
+        task, self._housekeeping = self._housekeeping, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     # ----- inputs ---------------------------------------------------------------------
 
@@ -227,6 +249,27 @@ class VideoService:
             raise RequestRefused(exc.message, kind=exc.reason) from None
         await self.tracker.enqueue(job_id)
         return Admitted(job_id=job_id, request=request)
+
+    async def admit_keeping_inputs(
+        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+    ) -> Admitted:
+        """`admit`, with the input images copied aside for "Again" first: the tracker
+        removes the inputs once the provider accepted the job, which can be at once."""
+        try:
+            staged = await asyncio.to_thread(self.files.stage_kept_inputs, request)
+        except OSError:
+            log.warning("could not keep the input images for Again", exc_info=True)
+            staged = None
+        try:
+            admitted = await self.admit(who, request, input_dir=input_dir)
+        except BaseException:
+            await asyncio.to_thread(self.files.discard_staged, staged)
+            raise
+        try:
+            await asyncio.to_thread(self.files.commit_kept_inputs, staged, admitted.job_id)
+        except OSError:
+            log.warning("job %s: could not keep its inputs for Again", admitted.job_id)
+        return admitted
 
     async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
         """Stop a job unless it has finished or is being posted; nothing is charged.
