@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,6 +276,33 @@ class VideoService:
 
         `by`: who pressed Cancel (None: the bot itself). False when it is too late."""
         return await self.tracker.cancel(job_id, by=by, reason=reason)
+
+    async def stop_jobs_in(
+        self, guild_id: int, channel_ids: Collection[int] | None = None, *, reason: str
+    ) -> list[int]:
+        """The bot left a guild (`channel_ids` None) or channels/threads were deleted:
+        cancel their unfinished jobs so the provider stops rendering clips nobody can get.
+
+        Through `cancel`: the provider is asked to stop where it can, the member gets their
+        seconds back, and what the provider already billed stays in the guild's monthly
+        spend. Jobs being posted finish on their own. Returns the cancelled job ids.
+        """
+        active = await job_store.list_active(self.db)
+        mine = [
+            j.id
+            for j in active
+            if j.guild_id == guild_id and (channel_ids is None or j.channel_id in channel_ids)
+        ]
+        stopped = []
+        for job_id in mine:
+            try:
+                if await self.cancel(job_id, by=None, reason=reason):
+                    stopped.append(job_id)
+            except Exception:
+                log.exception("job %s: could not be stopped (%s)", job_id, reason)
+        if stopped:
+            log.info("guild %s: stopped jobs %s: %s", guild_id, stopped, reason)
+        return stopped
 
     # ----- what the Discord side reads and remembers about a job ----------------------
 

@@ -269,13 +269,24 @@ async def settle(
         )
 
 
-async def refund(conn: Connection, job_id: int, *, reason: str, now: datetime) -> None:
-    """Give a job's reservation back. Idempotent; no-op without one or once closed."""
+async def refund(
+    conn: Connection, job_id: int, *, reason: str, now: datetime, billed_usd: float = 0.0
+) -> None:
+    """Give a job's reservation back. Idempotent; no-op without one or once closed.
+
+    The member always gets all their seconds back. `billed_usd`: what the provider billed
+    anyway (a cancelled job it had already accepted); that much of the cost (at most the
+    quote) stays in the guild's monthly spend, so the spend matches the provider's bill.
+    """
     now = _aware(now)
+    if billed_usd < 0:
+        raise ValueError("refund needs billed_usd >= 0")
     found = await ledger.reservation(conn, job_id)
     if found is None or found.closed_by is not None:
         return
     reserved = found.entry
+    kept = min(billed_usd, reserved.cost_usd)
+    note = reason if not kept else f"{reason} (provider billed ${kept:,.2f}: kept in spend)"
     await ledger.insert_entry(
         conn,
         guild_id=reserved.guild_id,
@@ -283,9 +294,9 @@ async def refund(conn: Connection, job_id: int, *, reason: str, now: datetime) -
         job_id=job_id,
         kind="refund",
         seconds=-reserved.seconds,
-        cost_usd=-reserved.cost_usd,
+        cost_usd=kept - reserved.cost_usd,
         at=now,
-        note=reason[:500],
+        note=note[:500],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import aiosqlite
@@ -304,7 +305,14 @@ async def test_settle_never_charges_more_than_reserved(db):
     await settle(db, res.job_id, 6, 0.12, T0)
     _, entry = await entries(db, res.job_id)
     assert entry.seconds == 0
-    assert entry.cost_usd == pytest.approx(0.02)  # the real cost is still recorded
+    # The quote is a ceiling (issue 13 item 9): the real cost is recorded in the note,
+    # the 0.02 above the quote is not charged.
+    assert entry.cost_usd == pytest.approx(0)
+    assert json.loads(entry.note or "{}") == {
+        "final_seconds": 6,
+        "final_cost_usd": 0.12,
+        "over_quote_usd": pytest.approx(0.02),
+    }
     assert (await usage_at(db, T0)).used == 5
 
 
