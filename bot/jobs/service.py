@@ -277,6 +277,10 @@ class VideoService:
         `by`: who pressed Cancel (None: the bot itself). False when it is too late."""
         return await self.tracker.cancel(job_id, by=by, reason=reason)
 
+    async def guilds_with_jobs(self) -> set[int]:
+        """Guilds that have unfinished jobs (to stop those of guilds the bot has left)."""
+        return {j.guild_id for j in await job_store.list_active(self.db) if j.guild_id}
+
     async def stop_jobs_in(
         self, guild_id: int, channel_ids: Collection[int] | None = None, *, reason: str
     ) -> list[int]:

@@ -1,5 +1,6 @@
-"""Gateway events that end a place's jobs: the bot removed from a server, a channel or a
-thread deleted. Thin: the work is `VideoService.stop_jobs_in`."""
+"""Gateway events that end a place's jobs: the bot removed from a server (also while it was
+down, seen at READY), a channel or a thread deleted. Thin: the work is
+`VideoService.stop_jobs_in`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ REASON_THREAD = "its thread was deleted"
 class VideoLifecycle(commands.Cog):
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        # Removed while the bot was down: no GUILD_DELETE came. READY lists every guild the
+        # bot is in (unavailable ones too), so a guild missing here was really left.
+        present = {g.id for g in self.bot.guilds}
+        for guild_id in await self.bot.service.guilds_with_jobs() - present:
+            await self.bot.service.stop_jobs_in(guild_id, reason=REASON_GUILD)
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:

@@ -101,3 +101,21 @@ async def test_a_deleted_thread_stops_its_jobs(video_bot, fake_discord) -> None:
         fake_discord.delete_thread(thread_id)
         await v.wait_job(1, "cancelled", timeout=10)
         assert (await v.job(2)).status.value in ("pending", "submitted", "running")
+
+
+async def test_removed_while_the_bot_was_down_stops_its_jobs_at_start(
+    video_bot, fake_discord
+) -> None:
+    """No GUILD_DELETE reaches a stopped bot: at READY, jobs of servers it is no longer in
+    are stopped too."""
+    w = fake_discord.world
+    fake_discord.add_guild("Another server")  # the bot is still somewhere
+    async with video_bot(simulator_delay_seconds=30) as v:
+        await v.status(await v.command({"prompt": "a long render", **SMALL}))
+        await v.wait_job(1, "submitted", "running")
+    fake_discord.remove_bot_from_guild(w.guild_id)
+    async with video_bot(simulator_delay_seconds=30) as v:
+        job = await v.wait_job(1, "cancelled", timeout=10)
+        assert "removed from this server" in job.failure_reason
+        assert await member_seconds(v, 1) == 0
+        assert await month_spend(v) == pytest.approx(0.08)
