@@ -36,9 +36,9 @@ MSG_PROVIDER_FAILED = "the video service could not make this video"
 def billed_usd(job: JobRecord) -> float:
     """What the provider bills for a job that is cancelled now.
 
-    Every submit a provider accepted is a billed job (PROVIDERS.md: no idempotency, no
-    refund on cancel; ByteCompute and Leonardo have no cancel at all), so once it has the
-    job its cost counts; before, nothing does.
+    "Every accepted submit is a new billed job" (PROVIDERS.md), and neither ByteCompute
+    nor Leonardo can cancel one, so once the provider has the job its cost counts (the
+    simulator's cancel is treated alike); before, nothing does.
     """
     return job.cost_usd if job.provider_job is not None else 0.0
 
