@@ -162,6 +162,7 @@ class VideoBot(commands.Bot):
         if self.auto_sync:
             await self.sync_commands(force=False)
         if self.start_workers:
+            await self.service.start()
             await self.tracker.start()
             await self.modlog.start()
         log.info("ready: providers %s", ", ".join(self.providers) or "none")
@@ -207,6 +208,7 @@ class VideoBot(commands.Bot):
             self._services_ready = False
             try:
                 if self.start_workers:
+                    await self.service.stop()
                     await self.tracker.stop()
                     await self.modlog.stop()
             finally:

@@ -8,8 +8,9 @@ tracker (status change and refund in one transaction).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,27 @@ class VideoService:
         self.default_provider = default_provider
         self.default_quota_seconds = default_quota_seconds
         self.max_active_per_member = max_active_per_member
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    # ----- start and stop -------------------------------------------------------------
+
+    async def start(self, *, prune_interval: float | None = None) -> None:
+        """Before any command: sweep input folders orphaned by a crash (and expired or
+        over-the-cap kept copies), then prune kept copies on a timer."""
+        active = await job_store.list_active(self.db)
+        dirs = [j.input_dir for j in active if j.input_dir is not None]
+        await asyncio.to_thread(self.files.sweep, dirs)
+        if self._housekeeping is None:
+            args = () if prune_interval is None else (prune_interval,)
+            self._housekeeping = asyncio.create_task(
+                self.files.prune_every(*args), name="kept-inputs-prune"
+            )
+
+    async def stop(self) -> None:
+        task, self._housekeeping = self._housekeeping, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     # ----- inputs ---------------------------------------------------------------------
 
@@ -259,11 +281,63 @@ class VideoService:
             raise RequestRefused(MSG_HANDOVER_REFUNDED, kind="internal")
         return Admitted(job_id=job_id, request=request, note=MSG_HANDOVER_RUNS)
 
+    async def admit_keeping_inputs(
+        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+    ) -> Admitted:
+        """`admit`, with the input images copied aside for "Again" first: the tracker
+        removes the inputs once the provider accepted the job, which can be at once."""
+        try:
+            staged = await asyncio.to_thread(self.files.stage_kept_inputs, request)
+        except OSError:
+            log.warning("could not keep the input images for Again", exc_info=True)
+            staged = None
+        try:
+            admitted = await self.admit(who, request, input_dir=input_dir)
+        except BaseException:
+            await asyncio.to_thread(self.files.discard_staged, staged)
+            raise
+        try:
+            await asyncio.to_thread(self.files.commit_kept_inputs, staged, admitted.job_id)
+        except OSError:
+            log.warning("job %s: could not keep its inputs for Again", admitted.job_id)
+        return admitted
+
     async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
         """Stop a job unless it has finished or is being posted; nothing is charged.
 
         `by`: who pressed Cancel (None: the bot itself). False when it is too late."""
         return await self.tracker.cancel(job_id, by=by, reason=reason)
+
+    async def guilds_with_jobs(self) -> set[int]:
+        """Guilds that have unfinished jobs (to stop those of guilds the bot has left)."""
+        return {j.guild_id for j in await job_store.list_active(self.db) if j.guild_id}
+
+    async def stop_jobs_in(
+        self, guild_id: int, channel_ids: Collection[int] | None = None, *, reason: str
+    ) -> list[int]:
+        """The bot left a guild (`channel_ids` None) or channels/threads were deleted:
+        cancel their unfinished jobs so the provider stops rendering clips nobody can get.
+
+        Through `cancel`: the provider is asked to stop where it can, the member gets their
+        seconds back, and what the provider already billed stays in the guild's monthly
+        spend. Jobs being posted finish on their own. Returns the cancelled job ids.
+        """
+        active = await job_store.list_active(self.db)
+        mine = [
+            j.id
+            for j in active
+            if j.guild_id == guild_id and (channel_ids is None or j.channel_id in channel_ids)
+        ]
+        stopped = []
+        for job_id in mine:
+            try:
+                if await self.cancel(job_id, by=None, reason=reason):
+                    stopped.append(job_id)
+            except Exception:
+                log.exception("job %s: could not be stopped (%s)", job_id, reason)
+        if stopped:
+            log.info("guild %s: stopped jobs %s: %s", guild_id, stopped, reason)
+        return stopped
 
     # ----- what the Discord side reads and remembers about a job ----------------------
 

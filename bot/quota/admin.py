@@ -39,6 +39,7 @@ class AllowanceOverview(BaseModel):
     roles: list[RoleAllowance]
     members: list[MemberAllowance]
     spent_this_month_usd: float
+    over_quote_this_month_usd: float = 0.0  # billed above quotes, not charged
 
 
 def _check_range(name: str, value: float, bound: limits.Bound, unit: str = "") -> None:
@@ -62,6 +63,9 @@ async def overview(
             roles=await guild_store.list_role_allowances(conn, guild_id),
             members=await guild_store.list_member_allowances(conn, guild_id),
             spent_this_month_usd=await ledger.guild_spend(
+                conn, guild_id, month=ledger.month_key(now)
+            ),
+            over_quote_this_month_usd=await ledger.guild_over_quote(
                 conn, guild_id, month=ledger.month_key(now)
             ),
         )

@@ -7,7 +7,12 @@ an admin's reset. Checks every rule of `bot.quota.rules` at reservation.
   member's latest reservation, and an optional monthly USD budget for the whole guild
   (calendar month, UTC; a job counts in the month it was reserved).
 - A member is never charged more seconds than were reserved: if the provider delivers more,
-  the extra seconds are not charged (their cost is still recorded for the budget).
+  the extra seconds are not charged.
+- The quote is a ceiling: neither the member nor the guild's monthly spend is charged
+  more than the reservation's cost, so a budget checked at reservation holds at settle.
+  When the provider bills more, the real cost stays in the settle note (`final_cost_usd`,
+  `over_quote_usd`) and the over-quote is flagged in the audit log (and so the mod-log);
+  `/videoadmin allowance show` shows the month's total above quotes.
 
 The SQL is `bot.store.quotas` (its docstring has the sign convention). `reserve`, `settle`,
 `refund` and `reset_member` take the `conn` of the caller's
@@ -23,6 +28,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.moderation.audit import audit
 from bot.quota.rules import (
     EPSILON,
     Allowance,
@@ -220,7 +226,8 @@ async def settle(
     """Record the job's final (unweighted) seconds and cost as a delta to its reservation.
 
     Idempotent (the first settle wins); no-op without a reservation or after a refund.
-    The reservation's weight applies; charged seconds never exceed the reserved ones.
+    The reservation's weight applies; charged seconds never exceed the reserved ones and
+    the charged cost never exceeds the quote (an excess is noted and audited, not charged).
     """
     now = _aware(now)
     if seconds < 0 or cost_usd < 0:
@@ -230,6 +237,10 @@ async def settle(
         return
     reserved = found.entry
     charged = min(seconds * found.weight, reserved.seconds)
+    over = cost_usd - reserved.cost_usd if cost_usd > reserved.cost_usd + EPSILON else 0.0
+    note: dict[str, float] = {"final_seconds": seconds, "final_cost_usd": cost_usd}
+    if over:
+        note["over_quote_usd"] = round(over, 6)
     await ledger.insert_entry(
         conn,
         guild_id=reserved.guild_id,
@@ -237,19 +248,45 @@ async def settle(
         job_id=job_id,
         kind="settle",
         seconds=charged - reserved.seconds,
-        cost_usd=cost_usd - reserved.cost_usd,
+        cost_usd=min(cost_usd, reserved.cost_usd) - reserved.cost_usd,
         at=now,
-        note=json.dumps({"final_seconds": seconds, "final_cost_usd": cost_usd}),
+        note=json.dumps(note),
     )
+    if over:
+        await audit(
+            conn,
+            guild_id=reserved.guild_id,
+            kind="over_quote",
+            summary=(
+                f"The video service billed ${cost_usd:,.2f} for job {job_id}, quoted at "
+                f"${reserved.cost_usd:,.2f}; the ${over:,.2f} above the quote was not "
+                "charged to the member or the monthly budget."
+            ),
+            target_id=reserved.user_id,
+            job_id=job_id,
+            data={"quoted_usd": reserved.cost_usd, "billed_usd": cost_usd, "over_usd": over},
+            now=now,
+        )
 
 
-async def refund(conn: Connection, job_id: int, *, reason: str, now: datetime) -> None:
-    """Give a job's reservation back. Idempotent; no-op without one or once closed."""
+async def refund(
+    conn: Connection, job_id: int, *, reason: str, now: datetime, billed_usd: float = 0.0
+) -> None:
+    """Give a job's reservation back. Idempotent; no-op without one or once closed.
+
+    The member always gets all their seconds back. `billed_usd`: what the provider billed
+    anyway (a cancelled job it had already accepted); that much of the cost (at most the
+    quote) stays in the guild's monthly spend, so the spend matches the provider's bill.
+    """
     now = _aware(now)
+    if billed_usd < 0:
+        raise ValueError("refund needs billed_usd >= 0")
     found = await ledger.reservation(conn, job_id)
     if found is None or found.closed_by is not None:
         return
     reserved = found.entry
+    kept = min(billed_usd, reserved.cost_usd)
+    note = reason if not kept else f"{reason} (provider billed ${kept:,.2f}: kept in spend)"
     await ledger.insert_entry(
         conn,
         guild_id=reserved.guild_id,
@@ -257,9 +294,9 @@ async def refund(conn: Connection, job_id: int, *, reason: str, now: datetime) -
         job_id=job_id,
         kind="refund",
         seconds=-reserved.seconds,
-        cost_usd=-reserved.cost_usd,
+        cost_usd=kept - reserved.cost_usd,
         at=now,
-        note=reason[:500],
+        note=note[:500],
     )
 
 

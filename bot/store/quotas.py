@@ -242,6 +242,19 @@ async def guild_spend(conn: Connection, guild_id: int, *, month: str) -> float:
     return float(next(iter(rows))[0])
 
 
+async def guild_over_quote(conn: Connection, guild_id: int, *, month: str) -> float:
+    """USD the providers billed above the quotes for the guild's jobs reserved in `month`
+    (not charged; from the settle notes' `over_quote_usd`)."""
+    rows = await conn.execute_fetchall(
+        "SELECT COALESCE(SUM(json_extract(l.note, '$.over_quote_usd')), 0) FROM quota_ledger r "
+        "JOIN quota_ledger l ON l.job_id = r.job_id AND l.kind = 'settle' "
+        "WHERE r.guild_id = ? AND r.kind = 'reserve' AND substr(r.at, 1, 7) = ? "
+        "AND json_valid(l.note)",
+        (guild_id, month),
+    )
+    return float(next(iter(rows))[0])
+
+
 async def guild_spend_from_ledger(conn: Connection, guild_id: int, *, month: str) -> float:
     """The same figure summed from the ledger itself (for checks and tests)."""
     rows = await conn.execute_fetchall(

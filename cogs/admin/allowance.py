@@ -85,6 +85,12 @@ def overview_embed(view: AllowanceOverview) -> discord.Embed:
     )
     embed.add_field(name="Monthly budget", value=budget, inline=False)
     embed.add_field(
+        name="Billed above quotes",
+        value=f"${view.over_quote_this_month_usd:,.2f} this month "
+        "(not charged: a clip never costs more than its quote)",
+        inline=False,
+    )
+    embed.add_field(
         name="Roles (most generous applies)",
         value=_lines_field(
             [f"<@&{r.role_id}>: {quota.fmt_allowance(r.seconds)}" for r in view.roles], "none"

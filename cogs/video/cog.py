@@ -214,7 +214,7 @@ class VideoCog(commands.Cog):
                 )
             request = service.build_request(prompt=prompt, provider=provider, **options, **images)
             negotiated = await service.prepare(who, request)
-            admitted = await service.admit(who, negotiated, input_dir=input_dir)
+            admitted = await service.admit_keeping_inputs(who, negotiated, input_dir=input_dir)
         except (RequestRefused, media.MediaError) as exc:
             service.discard_inputs(input_dir)
             await self._refuse(interaction, exc.message)
@@ -261,11 +261,6 @@ class VideoCog(commands.Cog):
         """The private summary, then the public status message with its Cancel button."""
         job = await self.bot.service.job(job_id)
         assert job is not None
-        if job.request.image or job.request.first_frame:
-            try:
-                await asyncio.to_thread(self.bot.service.keep_inputs, job_id, job.request)
-            except OSError:
-                log.warning("job %s: could not keep its inputs for Again", job_id, exc_info=True)
         left = await allowance_left(self.bot, who)
         live.line = self._queued_line(job_id, live)
         try:

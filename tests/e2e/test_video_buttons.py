@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -151,3 +152,36 @@ async def test_delete_by_requester_or_moderator_only_and_audited(video_bot, fake
         ]
         assert "by the requester" in entries[0][3] and "by a moderator" in entries[1][3]
         assert str(second.id) in entries[1][4]
+
+
+async def test_again_works_when_a_fast_provider_took_the_inputs_first(
+    video_bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 item 7: the copy for Again is made before the tracker can take the job, so
+    the tracker removing the inputs right after a fast submit cannot race it."""
+    from bot.jobs.service import VideoService
+
+    real_job = VideoService.job
+    seen: set[int] = set()
+
+    async def slow_first_read(self, job_id: int):  # the cog's first read after admission
+        if job_id not in seen:
+            seen.add(job_id)
+            for _ in range(100):  # until the tracker has submitted and removed the inputs
+                job = await real_job(self, job_id)
+                if job is not None and job.input_dir is None:
+                    break
+                await asyncio.sleep(0.02)
+        return await real_job(self, job_id)
+
+    monkeypatch.setattr(VideoService, "job", slow_first_read)
+    async with video_bot(simulator_delay_seconds=0.05) as v:
+        await v.command(
+            {"prompt": "a kite over dunes", "duration": 4, "resolution": "512x512"},
+            attachments={"image": image_file("kite.png", width=512, height=512)},
+        )
+        first = await v.result()
+        await v.wait_job(1, "delivered")
+        press = await v.press(first, "ltx:again:1")
+        assert "Job 2" in await v.reply(press)
+        await v.wait_job(2, "delivered")

@@ -440,7 +440,8 @@ class FakeGuild:
             self.name,
             owner_id=self.owner_id,
             roles=list(self.roles.values()),
-            channels=list(self.channels.values()),
+            channels=[c for c in self.channels.values() if not p.is_thread(c["type"])],
+            threads=[c for c in self.channels.values() if p.is_thread(c["type"])],
             members=members,
             member_count=len(self.members),
             features=self.features,
@@ -464,7 +465,10 @@ class FakeGuild:
         perms = self.base_permissions(user_id)
         if perms & Permissions.ADMINISTRATOR:
             return Permissions.ALL
-        overwrites = {int(o["id"]): o for o in self.channels[channel_id]["permission_overwrites"]}
+        channel = self.channels[channel_id]
+        if p.is_thread(channel["type"]):  # a thread has its parent's overwrites
+            channel = self.channels[int(channel["parent_id"])]
+        overwrites = {int(o["id"]): o for o in channel["permission_overwrites"]}
         everyone = overwrites.get(self.id)
         if everyone is not None:
             perms = (perms & ~int(everyone["deny"])) | int(everyone["allow"])
@@ -854,6 +858,8 @@ class FakeDiscord:
         self.users: dict[int, dict[str, Any]] = {self.bot_user_id: dict(self.bot_user)}
         self.dm_channels: dict[int, dict[str, Any]] = {}
         self.deleted_channels: dict[int, dict[str, Any]] = {}
+        # Guilds the bot was removed from: their channels answer 403 Missing Access.
+        self.left_guilds: dict[int, FakeGuild] = {}
         self.interactions: dict[int, FakeInteraction] = {}
         self.global_commands: list[dict[str, Any]] = []
         self.guild_commands: dict[int, list[dict[str, Any]]] = {}
@@ -1250,6 +1256,59 @@ class FakeDiscord:
         else:
             target = self.interactions[interaction]
         target.expired = True
+
+    def add_thread(
+        self,
+        parent_id: int,
+        name: str,
+        *,
+        owner_id: int | None = None,
+        type: int = p.ChannelType.PUBLIC_THREAD,
+    ) -> int:
+        """A thread under a text channel; THREAD_CREATE (`newly_created`) is dispatched."""
+        guild = self._guild_of_channel(parent_id)
+        if guild is None:
+            raise KeyError(f"no channel {parent_id}")
+        tid = p.snowflake()
+        guild.channels[tid] = p.thread(
+            tid,
+            name,
+            guild_id=guild.id,
+            parent_id=parent_id,
+            owner_id=owner_id or self.bot_user_id,
+            type=type,
+        )
+        self._channel_messages.setdefault(tid, [])
+        self._dispatch_guild_event(
+            guild, "THREAD_CREATE", {**guild.channels[tid], "newly_created": True}
+        )
+        return tid
+
+    def delete_thread(self, thread_id: int) -> None:
+        """Delete a thread: THREAD_DELETE carries only id, guild_id, parent_id and type."""
+        guild = self._guild_of_channel(thread_id)
+        if guild is None or not p.is_thread(guild.channels[thread_id]["type"]):
+            raise KeyError(f"no thread {thread_id}")
+        data = guild.channels.pop(thread_id)
+        self.deleted_channels[thread_id] = data
+        payload = {k: data[k] for k in ("id", "guild_id", "parent_id", "type")}
+        self._dispatch_guild_event(guild, "THREAD_DELETE", payload)
+        self._changed()
+
+    def remove_bot_from_guild(self, guild_id: int) -> None:
+        """The bot is kicked (or the guild deleted): GUILD_DELETE without `unavailable`; the
+        guild's channels answer 403 Missing Access from then on."""
+        guild = self._guild(guild_id)
+        self._dispatch_guild_event(guild, "GUILD_DELETE", {"id": str(guild_id)})
+        self.left_guilds[guild_id] = self.guilds.pop(guild_id)
+        self._changed()
+
+    def guild_outage(self, guild_id: int) -> None:
+        """A Discord outage: GUILD_DELETE with `unavailable: true` (the bot is still in it)."""
+        guild = self._guild(guild_id)
+        self._dispatch_guild_event(
+            guild, "GUILD_DELETE", {"id": str(guild_id), "unavailable": True}
+        )
 
     def delete_channel(self, channel_id: int) -> None:
         for guild in self.guilds.values():
@@ -2294,6 +2353,8 @@ class FakeDiscord:
             return guild.channels[cid], guild
         if cid in self.dm_channels:
             return self.dm_channels[cid], None
+        if any(cid in g.channels for g in self.left_guilds.values()):
+            raise _err(MISSING_ACCESS)
         raise _err(UNKNOWN_CHANNEL)
 
     def _require(self, guild: FakeGuild | None, channel_id: int, needed: int) -> None:

@@ -291,6 +291,48 @@ def channel(
     return data
 
 
+THREAD_TYPES = (10, 11, 12)  # announcement, public and private threads
+
+
+def is_thread(channel_type: int) -> bool:
+    return channel_type in THREAD_TYPES
+
+
+def thread(
+    thread_id: int,
+    name: str,
+    *,
+    guild_id: int,
+    parent_id: int,
+    owner_id: int,
+    type: int = 11,
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A thread channel object as in THREAD_CREATE and GUILD_CREATE `threads`."""
+    created = created_at or datetime.now(UTC)
+    return {
+        "id": str(thread_id),
+        "type": type,
+        "guild_id": str(guild_id),
+        "parent_id": str(parent_id),
+        "owner_id": str(owner_id),
+        "name": name,
+        "last_message_id": None,
+        "rate_limit_per_user": 0,
+        "message_count": 0,
+        "member_count": 1,
+        "total_message_sent": 0,
+        "flags": 0,
+        "thread_metadata": {
+            "archived": False,
+            "auto_archive_duration": 1440,
+            "archive_timestamp": iso(created),
+            "locked": False,
+            "create_timestamp": iso(created),
+        },
+    }
+
+
 def dm_channel(channel_id: int, recipient: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(channel_id),
@@ -308,6 +350,7 @@ def guild(
     owner_id: int,
     roles: Sequence[Mapping[str, Any]],
     channels: Sequence[Mapping[str, Any]] = (),
+    threads: Sequence[Mapping[str, Any]] = (),
     members: Sequence[Mapping[str, Any]] = (),
     member_count: int | None = None,
     features: Sequence[str] = (),
@@ -360,7 +403,7 @@ def guild(
             member_count=member_count if member_count is not None else len(members),
             members=[dict(m) for m in members],
             channels=[dict(c) for c in channels],
-            threads=[],
+            threads=[dict(t) for t in threads],
             voice_states=[],
             presences=[],
             stage_instances=[],

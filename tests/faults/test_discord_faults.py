@@ -91,8 +91,10 @@ async def test_channel_deleted_mid_job_refunds(video_bot, fake_discord) -> None:
         fake_discord.expire_interaction(inter)  # so the channel is the only way left
         fake_discord.delete_channel(w.channel_id)
         job = await v.wait_job(1, *TERMINAL, timeout=30)
-        assert job.status.value == "failed", job.status
-        assert job.failure_reason
+        # Issue 13 item 6: stopped when the channel goes (CHANNEL_DELETE), not failed
+        # later at the post after rendering on at the provider's cost.
+        assert job.status.value == "cancelled", job.status
+        assert job.failure_reason == "its channel was deleted"
         assert not [r for r in fake_discord.requests if r.files and r.status == 200]
         ledger = [(k, s) for j, k, s, _u in await v.ledger() if j == 1]
         assert [k for k, _ in ledger] == ["reserve", "refund"] and sum(s for _, s in ledger) == 0

@@ -385,3 +385,18 @@ def test_account_commands_are_guild_only():
     assert set(names) == {"quota", "jobs"}
     assert all(c.guild_only for c in names.values())
     assert account.role_ids_of(person(1, roles=(4, 5))) == [4, 5]
+
+
+async def test_show_flags_provider_cost_over_the_quotes(bot, db):
+    """Issue 13 item 9: what providers billed above the quotes is shown, not charged."""
+    admin = person(ADMIN, manage_guild=True)
+    await guild_store.update_guild_settings(db, G, monthly_budget_usd=10)
+    job_id = await reserve(db, MEMBER, 5)
+    async with db.transaction() as conn:
+        await quota.settle(conn, job_id, seconds=5, cost_usd=0.35, now=utcnow())
+    r = await run(allowance.show, bot, admin)
+    got = fields(r.answer.embed)
+    assert got["Monthly budget"] == "$10.00 ($0.10 spent this month)"
+    assert got["Billed above quotes"] == (
+        "$0.25 this month (not charged: a clip never costs more than its quote)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import aiosqlite
@@ -304,7 +305,14 @@ async def test_settle_never_charges_more_than_reserved(db):
     await settle(db, res.job_id, 6, 0.12, T0)
     _, entry = await entries(db, res.job_id)
     assert entry.seconds == 0
-    assert entry.cost_usd == pytest.approx(0.02)  # the real cost is still recorded
+    # The quote is a ceiling (issue 13 item 9): the real cost is recorded in the note,
+    # the 0.02 above the quote is not charged.
+    assert entry.cost_usd == pytest.approx(0)
+    assert json.loads(entry.note or "{}") == {
+        "final_seconds": 6,
+        "final_cost_usd": 0.12,
+        "over_quote_usd": pytest.approx(0.02),
+    }
     assert (await usage_at(db, T0)).used == 5
 
 
@@ -466,3 +474,31 @@ async def test_concurrent_reservations_from_two_connections(tmp_path):
     finally:
         await second.close()
         await first.close()
+
+
+# ----- the quote is a ceiling (issue 13 item 9) ------------------------------------------
+
+
+async def test_settle_above_the_quote_charges_the_quote_and_flags_it(db):
+    """A provider that bills more than quoted never pushes the guild past its budget."""
+    quota_ledger._hints.clear()
+    await guild_store.update_guild_settings(db, G, monthly_budget_usd=1.0)
+    first = await submit(db, seconds=5, cost=0.5)
+    second = await submit(db, seconds=5, cost=0.5, user_id=2)  # exactly the budget
+    await settle(db, first.job_id, 5, 0.9, T0 + timedelta(minutes=1))  # billed 0.4 over
+    async with db.transaction() as conn:
+        spent = await ledger.guild_spend(conn, G, month="2025-06")
+        over = await ledger.guild_over_quote(conn, G, month="2025-06")
+        rows = await conn.execute_fetchall(
+            "SELECT kind, job_id, data_json FROM audit_log WHERE kind = 'over_quote'"
+        )
+    assert spent == pytest.approx(1.0)  # the cap holds: the quote is what counts
+    assert over == pytest.approx(0.4)  # the real provider cost is kept separately
+    settle_entry = (await entries(db, first.job_id))[-1]
+    assert settle_entry.cost_usd == pytest.approx(0)
+    assert '"final_cost_usd": 0.9' in (settle_entry.note or "")
+    assert [(r[0], r[1]) for r in rows] == [("over_quote", first.job_id)]
+    await settle(db, second.job_id, 5, 0.3, T0 + timedelta(minutes=1))  # under: as before
+    async with db.transaction() as conn:
+        assert await ledger.guild_spend(conn, G, month="2025-06") == pytest.approx(0.8)
+        assert await ledger.guild_over_quote(conn, G, month="2025-06") == pytest.approx(0.4)

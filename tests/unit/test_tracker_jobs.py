@@ -660,3 +660,46 @@ async def test_enqueue_racing_start_takes_the_job_once(db, data_dir: Path) -> No
     finally:
         await tracker.stop()
     assert provider.count("submit") == 1 and sink.completed == {job_id: 1}
+
+
+async def job_cost(db, job_id: int) -> tuple[float, float]:
+    """(member seconds, guild USD) of a job, all its ledger entries summed."""
+    rows = await db.fetchall(
+        "SELECT COALESCE(SUM(seconds), 0), COALESCE(SUM(cost_usd), 0) FROM quota_ledger "
+        "WHERE job_id = ?",
+        (job_id,),
+    )
+    return float(rows[0][0]), float(rows[0][1])
+
+
+async def test_work_the_provider_billed_stays_in_the_guild_spend(db, data_dir: Path) -> None:
+    """Issue 13 item 6: a job the provider accepted (or rendered) and that then ends without a
+    clip gives the member their seconds back, but its cost stays in the guild's monthly
+    spend, which must match what the provider billed; a job it never had costs nothing."""
+    provider = FakeProvider(job_seconds=5)
+    settings = fast_settings(max_concurrency={"fake": 1})
+    tracker = make_tracker(db, data_dir, {"fake": provider}, RecordingSink(), settings)
+    await tracker.start()
+    try:
+        running = await admit(db, make_request("running", cost_usd=0.3), user_id=1)
+        queued = await admit(db, make_request("queued", cost_usd=0.2), user_id=2)
+        await tracker.enqueue(running)
+        await tracker.enqueue(queued)
+        await wait_status(db, running, Status.SUBMITTED, Status.RUNNING)
+        assert await tracker.cancel(queued, by=None, reason="its channel was deleted")
+        assert await tracker.cancel(running, by=None, reason="its channel was deleted")
+    finally:
+        await tracker.stop()
+    assert await job_cost(db, queued) == (0, 0)
+    seconds, usd = await job_cost(db, running)
+    assert seconds == 0 and usd == pytest.approx(0.3)
+
+    # Rendered, then the post can never work: the provider billed it too.
+    sink = RecordingSink()
+    sink.fail_completed.append(MediaError("The clip is too large for this server's upload limit."))
+    job2, outcome, _ = await run_one(
+        db, data_dir, FakeProvider(), sink, request=make_request(cost_usd=0.25)
+    )
+    assert outcome == "failed"
+    seconds, usd = await job_cost(db, job2)
+    assert seconds == 0 and usd == pytest.approx(0.25)

@@ -28,7 +28,7 @@ from bot.jobs.tracker import budget, recovery
 from bot.jobs.tracker.budget import ProviderState
 from bot.jobs.tracker.delivery import Delivery, DeliverySink, notify
 from bot.jobs.tracker.entry import DELIVER, DOWNLOAD, EXPIRE, POLL, SUBMIT, Entry, Stop
-from bot.jobs.tracker.outcomes import MSG_INTERNAL, Endings
+from bot.jobs.tracker.outcomes import MSG_INTERNAL, Endings, billed_usd
 from bot.jobs.tracker.settings import TrackerSettings
 from bot.jobs.tracker.steps import Steps
 from bot.jobs.tracker.timing import (
@@ -167,17 +167,19 @@ class JobTracker:
         await recovery.resume(self, job_id, job, failures)
 
     async def cancel(self, job_id: int, *, by: int | None, reason: str) -> bool:
-        """Cancel a job unless it is already finished or being posted; refunds its quota."""
+        """Cancel a job unless it is already finished or being posted; refunds its quota
+        (the member's seconds; what the provider billed stays in the guild's spend)."""
         now = self.clock()
         async with self.db.transaction() as conn:
             job = await store.get_job(conn, job_id)
             if job is None or Status.CANCELLED not in store.TRANSITIONS[job.status]:
                 return False
             note = reason if by is None else f"{reason} (by {by})"
+            billed = billed_usd(job)
             job = await store.transition(
                 conn, job_id, Status.CANCELLED, reason=note, now=now, failure_reason=reason
             )
-            await quota.refund(conn, job_id, reason=note, now=now)
+            await quota.refund(conn, job_id, reason=note, now=now, billed_usd=billed)
         entry = self._entries.get(job_id)
         if entry is not None:
             entry.cancelled = True

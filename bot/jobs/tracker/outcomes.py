@@ -1,5 +1,9 @@
 """How a job ends other than delivered: failed, cancelled or expired, with its quota refunded
-in the same transaction, its files removed and the member told why (the `MSG_*` texts)."""
+in the same transaction, its files removed and the member told why (the `MSG_*` texts).
+
+A refund gives the member all their seconds back; what the provider billed anyway (it had
+accepted a cancelled job, or rendered a clip that then could not be fetched or posted)
+stays in the guild's monthly spend (`billed_usd`, `rendered_usd`), at most the quote."""
 
 from __future__ import annotations
 
@@ -35,6 +39,23 @@ MSG_SUBMIT_UNKNOWN = (
 )
 
 
+def billed_usd(job: JobRecord) -> float:
+    """What the provider bills for a job that is cancelled now.
+
+    "Every accepted submit is a new billed job" (PROVIDERS.md), and neither ByteCompute
+    nor Leonardo can cancel one, so once the provider has the job its cost counts (the
+    simulator's cancel is treated alike); before, nothing does.
+    """
+    return job.cost_usd if job.provider_job is not None else 0.0
+
+
+def rendered_usd(job: JobRecord) -> float:
+    """What the provider bills for a job that fails or expires now: its cost once the
+    provider has rendered the clip (downloading or posting it failed), else nothing (the
+    provider failed it, or never had it)."""
+    return job.cost_usd if job.status in (Status.DOWNLOADING, Status.DELIVERING) else 0.0
+
+
 class Endings:
     """Terminal writes of a tracker other than `delivered` (see `Delivery`)."""
 
@@ -55,10 +76,12 @@ class Endings:
         now = t.clock()
         try:
             async with t.db.transaction() as conn:
+                current = await store.get_job(conn, job.id)
+                billed = 0.0 if current is None else rendered_usd(current)
                 fresh = await store.transition(
                     conn, job.id, status, reason=reason, now=now, failure_reason=member
                 )
-                await quota.refund(conn, job.id, reason=reason, now=now)
+                await quota.refund(conn, job.id, reason=reason, now=now, billed_usd=billed)
         except InvalidTransitionError as exc:
             log.info("job %s: not ended as %s (%s)", job.id, status, exc)
             if entry is not None:
