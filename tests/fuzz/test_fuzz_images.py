@@ -139,13 +139,15 @@ def check_upload(data: bytes, option: str = "image") -> InputImage | None:
         assert saved.path.read_bytes() == data
         assert saved.path.name == f"{option}.{saved.extension}" == saved.filename
         assert saved.sha256 == InputImage.sha256_of(saved.path)
-        with warnings.catch_warnings(), Image.open(saved.path) as im:
+        with warnings.catch_warnings():
             # What the bot ignores too (bot.media): Pillow's notes on metadata it skips.
+            # Set before opening: Image.open itself reads (and may warn about) EXIF.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            assert im.format in (FORMAT_OF_MIME[saved.mime], "MPO")
-            assert getattr(im, "n_frames", 1) == 1 or im.format == "MPO"
-            im.load()
-            assert displayed_size(im, saved.mime) == (saved.width, saved.height)
+            with Image.open(saved.path) as im:
+                assert im.format in (FORMAT_OF_MIME[saved.mime], "MPO")
+                assert getattr(im, "n_frames", 1) == 1 or im.format == "MPO"
+                im.load()
+                assert displayed_size(im, saved.mime) == (saved.width, saved.height)
         assert min(saved.width, saved.height) >= media.DEFAULT_MIN_IMAGE_EDGE
         assert saved.width * saved.height <= media.DEFAULT_MAX_IMAGE_PIXELS
         return saved
