@@ -8,6 +8,6 @@ Job rows and their SQL live in `bot/store/jobs.py`; the row model is re-exported
 the Discord side, which does not import the store.
 """
 
-from bot.store.jobs import JobRecord, Status
+from bot.store.jobs import JobRecord, SourceMessage, Status
 
-__all__ = ["JobRecord", "Status"]
+__all__ = ["JobRecord", "SourceMessage", "Status"]
