@@ -2,6 +2,7 @@
 
 - `service`: the one request pipeline (validate, moderate, negotiate, admit, cancel).
 - `files`: every file a job owns under the data directory (inputs, clips, kept inputs).
+- `animate`: the Animate message menu's decisions (which images, whose messages).
 - `tracker`: drives admitted jobs through the provider and delivery, across restarts.
 
 Job rows and their SQL live in `bot/store/jobs.py`; the row model is re-exported here for

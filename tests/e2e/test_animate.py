@@ -174,18 +174,35 @@ async def test_two_images_reach_the_provider_as_first_and_last_frame(video_bot) 
             "default_provider": "bytecompute",
         }
         async with video_bot(**settings) as v:
-            inter = await animate(v, await post(v, "a day passes", first, last))
+            message = await post(v, "a day passes", first, last)
+            inter = await animate(v, message)
             await v.private(await submit(v, inter))
-            await clip(v)
+            result = await clip(v)
             (sent,) = server.requests_to("/v1/generate")
             assert set(sent.files) == {"first_frame", "last_frame"}
             assert sent.files["first_frame"].size == len(first.data)
             assert sent.files["last_frame"].size == len(last.data)
             assert sent.form["prompt"] == "a day passes"
+            # Again on the animated clip: the same frames again (kept copies, no second
+            # download), and the new job still names its source message.
+            await v.reply(await v.press(result, "ltx:again:1"))
+            again = await v.wait_job(2, "delivered")
+            assert again.source is not None and again.source.message_id == message.id
+            (_, resent) = server.requests_to("/v1/generate")
+            assert set(resent.files) == {"first_frame", "last_frame"}
+            assert resent.files["last_frame"].size == len(last.data)
+            assert v.attachment_downloads() == 2
 
 
 async def test_other_members_images_need_the_server_switch(video_bot) -> None:
-    async with video_bot() as v:
+    async with (
+        FakeByteCompute(job_seconds=0.2) as server,
+        video_bot(
+            bytecompute_api_key=server.api_key,
+            bytecompute_base_url=server.base_url,
+            default_provider="bytecompute",
+        ) as v,
+    ):
         w = v.world
         theirs = await post(v, "my cat", image_file("cat.png"), user_id=w.admin_id)
         hook = await post(v, "feed", image_file("feed.png"), webhook_id=987654321)
