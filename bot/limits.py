@@ -111,6 +111,12 @@ HD_WEIGHT = Bound(1, 10, "allowance seconds per second of video above 1280×720"
 # month long, as it was.
 WINDOW_HOURS = Bound(1, 744, "hours in the rolling allowance window", "24")
 
+# ----- member options: /video duration and the Animate modal's duration ---------------------
+
+# What a member may ask for; the provider snaps it to the lengths it offers (an adjustment
+# shown up front).
+CLIP_SECONDS = Bound(1, 20, "seconds of video in one clip", "5")
+
 # ----- environment-only settings ------------------------------------------------------------
 
 # At most the simulator's job expiry (`bot.providers.simulator.JOB_EXPIRY`, 24 h): a longer

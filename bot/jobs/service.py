@@ -30,7 +30,7 @@ from bot.providers.base import (
     parse_resolution,
 )
 from bot.store import jobs as job_store
-from bot.store.jobs import JobRecord
+from bot.store.jobs import JobRecord, SourceMessage
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +224,16 @@ class VideoService:
             raise RequestRefused(exc.message) from None
 
     async def admit(
-        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+        self,
+        who: Requester,
+        request: NegotiatedRequest,
+        *,
+        input_dir: Path | None,
+        source: SourceMessage | None = None,
     ) -> Admitted:
-        """Write the job row and its quota reservation atomically, then hand it to the tracker."""
+        """Write the job row and its quota reservation atomically, then hand it to the tracker.
+
+        `source`: the message the input images came from (Animate), kept with the job."""
         now = utcnow()
         origin = "cli" if who.guild_id is None else "discord"
         try:
@@ -239,6 +246,7 @@ class VideoService:
                     request=request,
                     input_dir=input_dir,
                     origin=origin,
+                    source=source,
                     now=now,
                 )
                 if who.guild_id is not None:
@@ -282,7 +290,12 @@ class VideoService:
         return Admitted(job_id=job_id, request=request, note=MSG_HANDOVER_RUNS)
 
     async def admit_keeping_inputs(
-        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+        self,
+        who: Requester,
+        request: NegotiatedRequest,
+        *,
+        input_dir: Path | None,
+        source: SourceMessage | None = None,
     ) -> Admitted:
         """`admit`, with the input images copied aside for "Again" first: the tracker
         removes the inputs once the provider accepted the job, which can be at once."""
@@ -292,7 +305,7 @@ class VideoService:
             log.warning("could not keep the input images for Again", exc_info=True)
             staged = None
         try:
-            admitted = await self.admit(who, request, input_dir=input_dir)
+            admitted = await self.admit(who, request, input_dir=input_dir, source=source)
         except BaseException:
             await asyncio.to_thread(self.files.discard_staged, staged)
             raise

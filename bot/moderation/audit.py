@@ -12,7 +12,8 @@ transaction when the caller has none.
 - generation: prompt, mode, settings {duration, width, height, fps, seed, audio, ...},
   inputs [{name, sha256, url?}], provider, model, provider_job_id, cost_usd,
   outcome ("delivered" | "failed" | "cancelled" | "expired"), failure_reason, result_url
-  (jump link to the result message)
+  (jump link to the result message), source {message_id, channel_id, author_id,
+  author_kind, url} (Animate: the message the images came from)
 - refusal: reason ("blocked_member" | "blocked_word" | "allowance" | "invalid_input" | ...),
   message, prompt, term_id
 - admin: setting, old, new (plus details such as reason, expires_at)
@@ -293,6 +294,11 @@ async def audit_generation(
     }
     summary = f"job {job.id} {outcome}: {request.duration}s {request.width}x{request.height} "
     summary += f"on {job.provider}, ${job.cost_usd:.2f}"
+    source = job.source
+    if source is not None:
+        url = jump_url(source.guild_id, source.channel_id, source.message_id)
+        data["source"] = {**source.model_dump(), "url": url}
+        summary += f"; animated from {url} by {source.author_kind} {source.author_id}"
     async with db.transaction() as conn:
         return await audit(
             conn,

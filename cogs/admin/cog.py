@@ -23,6 +23,7 @@ from bot import moderation
 from bot.db import utcnow
 from bot.moderation import AuditEntry, BlockedMember, BlockedTerm, ModerationError
 from cogs.admin.allowance import allowance_group
+from cogs.admin.animate import animate_setting
 from cogs.ui.checks import has_manage_guild, require_manage_guild
 from cogs.ui.modlog import inert, make_poster
 from cogs.ui.pages import Pager, paginate
@@ -104,6 +105,7 @@ class AdminCog(commands.Cog):
         self.bot: Any = bot
         # The instance's copy of the group (discord.py copies class-level groups per cog).
         self.videoadmin.add_command(allowance_group)
+        self.videoadmin.add_command(animate_setting)
 
     async def cog_load(self) -> None:
         self.bot.modlog.poster = make_poster(self.bot)

@@ -29,8 +29,9 @@ from discord.ext import commands
 
 from bot import media, moderation
 from bot.db import utcnow
-from bot.jobs import JobRecord
+from bot.jobs import JobRecord, SourceMessage
 from bot.jobs.service import Requester, RequestRefused
+from bot.limits import CLIP_SECONDS
 from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
 from cogs.ui import text as render
 from cogs.video.buttons import JobButton, cancel_view
@@ -121,7 +122,8 @@ class VideoCog(commands.Cog):
         image: discord.Attachment | None = None,
         first_frame: discord.Attachment | None = None,
         last_frame: discord.Attachment | None = None,
-        duration: app_commands.Range[int, 1, 20] | None = None,
+        duration: app_commands.Range[int, int(CLIP_SECONDS.low), int(CLIP_SECONDS.high)]
+        | None = None,
         resolution: str | None = None,
         aspect_ratio: app_commands.Choice[str] | None = None,
         fps: app_commands.Choice[int] | None = None,
@@ -132,7 +134,7 @@ class VideoCog(commands.Cog):
         # Cheap local checks answer at once (that is the acknowledgement); everything that
         # touches the network or disk happens after defer().
         attachments = {"image": image, "first_frame": first_frame, "last_frame": last_frame}
-        problem = self._precheck(interaction, attachments, resolution)
+        problem = self.precheck(interaction, attachments, resolution)
         if problem is not None:
             await send_ephemeral(interaction, problem)
             return
@@ -148,7 +150,7 @@ class VideoCog(commands.Cog):
         inputs = {name: att for name, att in attachments.items() if att is not None}
         await self.start_job(interaction, prompt, provider, options, inputs)
 
-    def _precheck(
+    def precheck(
         self,
         interaction: discord.Interaction,
         attachments: Mapping[str, discord.Attachment | None],
@@ -197,8 +199,13 @@ class VideoCog(commands.Cog):
         provider: str | None,
         options: dict[str, Any],
         inputs: Mapping[str, discord.Attachment | bytes],
+        *,
+        source: SourceMessage | None = None,
     ) -> None:
-        """After defer: download inputs, validate, negotiate, reserve, enqueue, show status."""
+        """After defer: download inputs, validate, negotiate, reserve, enqueue, show status.
+
+        Shared by `/video`, its Again button and Animate (`source`: the message the images
+        came from, kept with the job and named in its audit entry)."""
         service = self.bot.service
         who = requester(interaction)
         started = token_started(interaction)
@@ -206,22 +213,24 @@ class VideoCog(commands.Cog):
         options = {**options, "seed": self._seed_for(provider, options.get("seed"))}
         try:
             images = {}
-            for name, source in inputs.items():
+            for name, given in inputs.items():
                 assert input_dir is not None
-                data = source if isinstance(source, bytes) else await source.read()
+                data = given if isinstance(given, bytes) else await given.read()
                 images[name] = await asyncio.to_thread(
                     media.save_input_image, data, input_dir, name
                 )
             request = service.build_request(prompt=prompt, provider=provider, **options, **images)
             negotiated = await service.prepare(who, request)
-            admitted = await service.admit_keeping_inputs(who, negotiated, input_dir=input_dir)
+            admitted = await service.admit_keeping_inputs(
+                who, negotiated, input_dir=input_dir, source=source
+            )
         except (RequestRefused, media.MediaError) as exc:
             service.discard_inputs(input_dir)
-            await self._refuse(interaction, exc.message)
+            await self.refuse(interaction, exc.message)
             return
         except discord.HTTPException:
             service.discard_inputs(input_dir)
-            await self._refuse(
+            await self.refuse(
                 interaction,
                 "I couldn't download your attachment from Discord; attach it again and retry.",
             )
@@ -229,7 +238,7 @@ class VideoCog(commands.Cog):
         except Exception:
             service.discard_inputs(input_dir)
             log.exception("starting a job failed")
-            await self._refuse(
+            await self.refuse(
                 interaction, "Something went wrong on my side; nothing was charged. Try again."
             )
             return
@@ -296,7 +305,7 @@ class VideoCog(commands.Cog):
         state = "waiting for the video service" if position is None else "queued"
         return render.progress_line(state=state, elapsed_s=live.elapsed(), position=position)
 
-    async def _refuse(self, interaction: discord.Interaction, message: str) -> None:
+    async def refuse(self, interaction: discord.Interaction, message: str) -> None:
         """Answer in the (ephemeral) deferred response: what to change, nothing charged."""
         try:
             await interaction.edit_original_response(
@@ -365,7 +374,7 @@ class VideoCog(commands.Cog):
 
     async def press_again(self, interaction: discord.Interaction, job_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        problem = self._precheck(interaction, {}, None)
+        problem = self.precheck(interaction, {}, None)
         if problem is not None:
             await send_ephemeral(interaction, problem)
             return
@@ -400,7 +409,9 @@ class VideoCog(commands.Cog):
             "audio": req.audio,
             "seed": None,  # a new random one (when the provider takes seeds)
         }
-        await self.start_job(interaction, req.prompt, req.provider, options, inputs)
+        await self.start_job(
+            interaction, req.prompt, req.provider, options, inputs, source=job.source
+        )
 
     async def press_delete(self, interaction: discord.Interaction, job_id: int) -> None:
         allowed = await self._job_for_owner_or_moderator(interaction, job_id, "delete")
