@@ -1,5 +1,4 @@
--- "Animate" (the message context menu). Assigned number 0006 for the merge; numbered 0004 on
--- this branch because the runner refuses gaps.
+-- "Animate" (the message context menu).
 --
 -- Per guild: may members animate the images of messages they did not write (other
 -- members', bots', webhooks')? NULL or 0: no, only their own messages (the default); 1: yes.
