@@ -197,12 +197,22 @@ class HealthBoard:
         self.rules = rules
         self.clock = clock
         self._records: dict[str, HealthRecord] = {}
+        self._states: dict[str, ProviderState] = {}
 
     def record(self, name: str) -> HealthRecord:
         found = self._records.get(name)
         if found is None:
             found = self._records[name] = HealthRecord(name, clock=self.clock)
         return found
+
+    def attach(self, state: ProviderState) -> None:
+        """The tracker (re)started a provider: its calls feed this provider's record, and
+        its budget is what `/videoadmin provider status` shows."""
+        state.health = self.record(state.name)
+        self._states[state.name] = state
+
+    def state(self, name: str) -> ProviderState | None:
+        return self._states.get(name)
 
     def verdict(self, name: str) -> Verdict:
         return assess(self.record(name), self.rules, self.clock())

@@ -265,9 +265,7 @@ class VideoService:
         loop_now = asyncio.get_running_loop().time()
         board = self.tracker.health
         return [
-            await health.provider_health(
-                self.db, board, name, self.tracker.provider_state(name), loop_now
-            )
+            await health.provider_health(self.db, board, name, board.state(name), loop_now)
             for name in self.providers
         ]
 

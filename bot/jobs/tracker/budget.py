@@ -195,6 +195,16 @@ class ProviderState:
     quiet_answers: int = 0  # "queued" answers without progress while unknown
     health: HealthRecord | None = None  # what provider health sees (`bot.jobs.health`)
 
+    def begin_call(self) -> int:
+        """A call starts (counted in flight, and seen by provider health): its token."""
+        self.inflight += 1
+        return self.health.call_started() if self.health is not None else 0
+
+    def end_call(self, token: int) -> None:
+        self.inflight -= 1
+        if self.health is not None:
+            self.health.call_ended(token)
+
     def has_work(self) -> bool:
         return bool(self.ready_polls or self.ready_downloads or self.queue)
 

@@ -74,8 +74,7 @@ class JobTracker:
         self.steps = Steps(self)
         self.delivery = Delivery(self)
         self.endings = Endings(self)
-        rules = HealthRules(no_answer_seconds=self.settings.provider_no_answer_seconds)
-        self.health = HealthBoard(rules, clock)  # outlives start/stop, like the providers
+        self.health = HealthBoard(HealthRules(self.settings.provider_no_answer_seconds), clock)
         self._entries: dict[int, Entry] = {}
         self._polling: dict[Key, set[int]] = {}  # submitted/running jobs per class
         self._states: dict[str, ProviderState] = {}
@@ -105,9 +104,8 @@ class JobTracker:
         self._next_sweep = 0.0
         now = asyncio.get_running_loop().time()
         for name, provider in self.providers.items():  # before any await: enqueue() may run
-            state = budget.make_provider_state(name, provider, self.settings, now)
-            state.health = self.health.record(name)
-            self._states[name] = state
+            self._states[name] = budget.make_provider_state(name, provider, self.settings, now)
+            self.health.attach(self._states[name])
         await recovery.load_history(self)
         active = await recovery.resume_all(self)
         self._dispatcher = create_task(self._run(), name="job-tracker-dispatcher")
@@ -196,10 +194,6 @@ class JobTracker:
         await self.notify("job_ended", job, "cancelled", reason)
         self._wake.set()
         return True
-
-    def provider_state(self, name: str) -> ProviderState | None:
-        """A provider's budget and queue while the tracker runs (for provider health)."""
-        return self._states.get(name)
 
     def queue_position(self, job_id: int) -> int | None:
         """1-based place among the provider's pending jobs (None when not waiting)."""
@@ -364,7 +358,7 @@ class JobTracker:
         entry.busy = True
         entry.where = ""
         if state is not None:
-            state.inflight += 1
+            entry.call = state.begin_call()
             entry.calls += 1
             self.stats[kind] = self.stats.get(kind, 0) + 1
         task = create_task(self._run_step(entry, kind, state), name=f"job-{entry.id}-{kind}")
@@ -402,16 +396,12 @@ class JobTracker:
     async def _run_step(self, entry: Entry, kind: str, state: ProviderState | None) -> None:
         """One work item of a job: the step of its kind, then back on the schedule."""
         released = False
-        health = state.health if state is not None else None
-        call = health.call_started() if health is not None else 0
 
         def release() -> None:
             nonlocal released
             if state is not None and not released:
                 released = True
-                state.inflight -= 1
-                if health is not None:
-                    health.call_ended(call)
+                state.end_call(entry.call)
                 self._wake.set()
 
         try:
