@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: Annotated[float, limits.SHUTDOWN_GRACE_SECONDS] = Field(
         default=20.0, validation_alias="SHUTDOWN_GRACE_SECONDS"
     )
+    # Provider health: no answer this long (a call in flight, or only failed calls) and a
+    # provider counts as failing, so new clips go to another one (bot/jobs/health.py).
+    provider_no_answer_seconds: Annotated[float, limits.PROVIDER_NO_ANSWER_SECONDS] = Field(
+        default=120.0, validation_alias="PROVIDER_NO_ANSWER_SECONDS"
+    )
     # Leonardo publishes no LTX-2.3 price: USD per second at 1080p used for quotes (see
     # bot/pricing.py; 1440p costs 2x, 2160p 4x).
     leonardo_fast_usd_per_second: Annotated[float, limits.USD_PER_SECOND] = Field(

@@ -136,3 +136,10 @@ USD_PER_SECOND = Bound(0, LARGEST, "USD per second of 1080p video, for quotes", 
 SHUTDOWN_GRACE_SECONDS = Bound(
     0, 600, "seconds in-flight submissions and uploads may finish at shutdown", "20"
 )
+
+# At least 30 s: the shared HTTP client waits 30 s for an answer (`make_http_client`), so a
+# shorter silence would call a provider failing while its call is still within its timeout.
+# At most a day: the longest a job may wait at a provider (`max_job_age_seconds`).
+PROVIDER_NO_ANSWER_SECONDS = Bound(
+    30, 86_400, "seconds without an answer before a provider counts as failing", "120"
+)

@@ -19,8 +19,12 @@ from pydantic import ValidationError
 
 from bot import moderation, quota
 from bot.db import Database, utcnow
+from bot.jobs import failover, health
+from bot.jobs.failover import NoProviderFound, Plan
 from bot.jobs.files import JobFiles
+from bot.jobs.health import ProviderHealth, Verdict
 from bot.jobs.tracker import JobTracker
+from bot.moderation import Change
 from bot.negotiation import parse_aspect
 from bot.providers.base import (
     InvalidRequestError,
@@ -51,6 +55,14 @@ class RequestRefused(Exception):
         super().__init__(message)
         self.message = message
         self.kind = kind  # invalid_input | blocked_member | blocked_word | allowance | ...
+
+
+class NoProviderAvailable(RequestRefused):
+    """The asked provider is failing and no other can make the request (`found` says why)."""
+
+    def __init__(self, found: NoProviderFound) -> None:
+        super().__init__(found.message(), kind="provider_failing")
+        self.found = found
 
 
 # Sizes offered by `/video resolution` autocomplete (each kept only where the provider
@@ -206,6 +218,31 @@ class VideoService:
 
     async def prepare(self, who: Requester, request: VideoRequest) -> NegotiatedRequest:
         """Moderation checks, then negotiation. Refusals are audited."""
+        await self._moderate(who, request)
+        provider = self.providers[request.provider]
+        try:
+            return provider.negotiate(request)
+        except InvalidRequestError as exc:
+            await self._refusal(who, "invalid_input", exc.message, request.prompt)
+            raise RequestRefused(exc.message) from None
+
+    async def plan(self, who: Requester, request: VideoRequest) -> Plan:
+        """`prepare` with failover (`bot.jobs.failover`): when the asked provider is failing,
+        the guild's fallback order picks another at once, or the plan needs the member's
+        consent to the alternative and its price. Nothing is reserved here."""
+        await self._moderate(who, request)
+        order = [] if who.guild_id is None else await failover.order(self.db, who.guild_id)
+        try:
+            found = failover.choose(request, self.providers, self.provider_verdict, order)
+        except InvalidRequestError as exc:
+            await self._refusal(who, "invalid_input", exc.message, request.prompt)
+            raise RequestRefused(exc.message) from None
+        if isinstance(found, NoProviderFound):
+            await self._refusal(who, "provider_failing", found.message(), request.prompt)
+            raise NoProviderAvailable(found)
+        return found
+
+    async def _moderate(self, who: Requester, request: VideoRequest) -> None:
         now = utcnow()
         if who.guild_id is not None:
             blocked = await moderation.check_member(self.db, who.guild_id, who.user_id, now)
@@ -216,12 +253,29 @@ class VideoService:
             if bad_prompt is not None:
                 await self._refusal(who, "blocked_word", bad_prompt, request.prompt)
                 raise RequestRefused(bad_prompt, kind="blocked_word")
-        provider = self.providers[request.provider]
-        try:
-            return provider.negotiate(request)
-        except InvalidRequestError as exc:
-            await self._refusal(who, "invalid_input", exc.message, request.prompt)
-            raise RequestRefused(exc.message) from None
+
+    # ----- provider health and the fallback order ---------------------------------------
+
+    def provider_verdict(self, name: str) -> Verdict:
+        """Whether `name` is failing now (`bot.jobs.health`)."""
+        return self.tracker.health.verdict(name)
+
+    async def provider_health(self) -> list[ProviderHealth]:
+        """Each configured provider's health, budget use and recent latency."""
+        loop_now = asyncio.get_running_loop().time()
+        board = self.tracker.health
+        return [
+            await health.provider_health(self.db, board, name, board.state(name), loop_now)
+            for name in self.providers
+        ]
+
+    async def provider_order(self, guild_id: int) -> list[str]:
+        return await failover.order(self.db, guild_id)
+
+    async def set_provider_order(self, guild_id: int, text: str, *, actor_id: int) -> Change:
+        """Parse and store `/videoadmin provider order` (raises ProviderOrderError)."""
+        names = failover.parse_order(text, list(self.providers))
+        return await failover.set_order(self.db, guild_id, names, actor_id=actor_id, now=utcnow())
 
     async def admit(
         self,

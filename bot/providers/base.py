@@ -263,6 +263,12 @@ class AuthenticationError(ProviderError):
     """Bad or missing credentials/credit. Admin-facing only; never shown to members."""
 
 
+class InsufficientCreditsError(AuthenticationError):
+    """The account is out of credit (HTTP 402): the key is good, the provider will not
+    take new work until an admin tops it up. Handled like an AuthenticationError (the job
+    ends with a refund); provider health tells the two apart (`bot.jobs.health`)."""
+
+
 class RateLimitedError(ProviderError):
     retryable = True
 

@@ -1,4 +1,5 @@
-"""`/videoadmin …`: the admin cog (`cog.py`) and its allowance subgroup (`allowance.py`)."""
+"""`/videoadmin …`: the admin cog (`cog.py`), its allowance and provider subgroups
+(`allowance.py`, `providers.py`)."""
 
 from __future__ import annotations
 

@@ -20,8 +20,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -30,19 +31,23 @@ from discord.ext import commands
 from bot import media, moderation
 from bot.db import utcnow
 from bot.jobs import JobRecord, SourceMessage
-from bot.jobs.service import Requester, RequestRefused
+from bot.jobs.failover import Plan
+from bot.jobs.service import NoProviderAvailable, Requester, RequestRefused
 from bot.limits import CLIP_SECONDS
 from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
 from cogs.ui import text as render
+from cogs.ui.failover import no_provider_text, switch_line
 from cogs.video.buttons import JobButton, cancel_view
 from cogs.video.common import NO_MENTIONS, allowance_left, requester, send_ephemeral
 from cogs.video.delivery import ClipDelivery
+from cogs.video.offer import OFFER_TIMEOUT, offer_alternative
 from cogs.video.status import Live, StatusBoard
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROMPT_MAX = 2000  # what /video accepts (providers take up to 5000; echo is shortened)
 assert PROMPT_MAX <= MAX_PROMPT_CHARS
@@ -85,6 +90,7 @@ class VideoCog(commands.Cog):
         self.bot = bot
         self.status = StatusBoard(bot)
         self.delivery = ClipDelivery(bot, self.status)
+        self.offer_timeout = OFFER_TIMEOUT  # seconds an alternative provider is offered
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(JobButton)
@@ -202,7 +208,8 @@ class VideoCog(commands.Cog):
         *,
         source: SourceMessage | None = None,
     ) -> None:
-        """After defer: download inputs, validate, negotiate, reserve, enqueue, show status.
+        """After defer: download inputs, validate, moderate, choose the provider (failover:
+        `bot.jobs.failover`), then admit (or first offer the alternative) and show status.
 
         Shared by `/video`, its Again button and Animate (`source`: the message the images
         came from, kept with the job and named in its audit entry)."""
@@ -211,7 +218,8 @@ class VideoCog(commands.Cog):
         started = token_started(interaction)
         input_dir = service.new_input_dir() if inputs else None
         options = {**options, "seed": self._seed_for(provider, options.get("seed"))}
-        try:
+
+        async def plan() -> Plan:
             images = {}
             for name, given in inputs.items():
                 assert input_dir is not None
@@ -220,27 +228,31 @@ class VideoCog(commands.Cog):
                     media.save_input_image, data, input_dir, name
                 )
             request = service.build_request(prompt=prompt, provider=provider, **options, **images)
-            negotiated = await service.prepare(who, request)
-            admitted = await service.admit_keeping_inputs(
-                who, negotiated, input_dir=input_dir, source=source
-            )
-        except (RequestRefused, media.MediaError) as exc:
-            service.discard_inputs(input_dir)
-            await self.refuse(interaction, exc.message)
+            return await service.plan(who, request)
+
+        planned = await self._guarded(interaction, input_dir, plan())
+        if planned is None:
             return
-        except discord.HTTPException:
-            service.discard_inputs(input_dir)
-            await self.refuse(
-                interaction,
-                "I couldn't download your attachment from Discord; attach it again and retry.",
-            )
+        if planned.needs_consent:
+            await offer_alternative(self, interaction, who, planned, input_dir, started, source)
             return
-        except Exception:
-            service.discard_inputs(input_dir)
-            log.exception("starting a job failed")
-            await self.refuse(
-                interaction, "Something went wrong on my side; nothing was charged. Try again."
-            )
+        await self.admit_and_show(interaction, who, planned, input_dir, started, source)
+
+    async def admit_and_show(
+        self,
+        interaction: discord.Interaction,
+        who: Requester,
+        plan: Plan,
+        input_dir: Path | None,
+        started: float,
+        source: SourceMessage | None = None,
+    ) -> None:
+        """Reserve and enqueue the planned request, then the summary and the public status."""
+        admit = self.bot.service.admit_keeping_inputs(
+            who, plan.request, input_dir=input_dir, source=source
+        )
+        admitted = await self._guarded(interaction, input_dir, admit)
+        if admitted is None:
             return
         job_id, req = admitted.job_id, admitted.request
         # Registered before any await, so tracker callbacks wait for the status message.
@@ -251,7 +263,7 @@ class VideoCog(commands.Cog):
         )
         self.status.register(job_id, live)
         try:
-            await self._show_started(interaction, live, job_id, who)
+            await self._show_started(interaction, live, job_id, who, plan)
         except Exception:
             log.exception("job %s: showing its start failed; it runs on", job_id)
         finally:
@@ -264,18 +276,41 @@ class VideoCog(commands.Cog):
             except discord.HTTPException:
                 log.warning("job %s: could not show its hand-over note", job_id)
 
+    async def _guarded(
+        self, interaction: discord.Interaction, input_dir: Path | None, step: Awaitable[T]
+    ) -> T | None:
+        """Run a step that may refuse; on any refusal or error the inputs go, the member is
+        told what to change (nothing charged) and None is returned."""
+        try:
+            return await step
+        except NoProviderAvailable as exc:
+            message = no_provider_text(exc.found)
+        except (RequestRefused, media.MediaError) as exc:
+            message = exc.message
+        except discord.HTTPException:
+            message = "I couldn't download your attachment from Discord; attach it again and retry."
+        except Exception:
+            log.exception("starting a job failed")
+            message = "Something went wrong on my side; nothing was charged. Try again."
+        self.bot.service.discard_inputs(input_dir)
+        await self.refuse(interaction, message)
+        return None
+
     async def _show_started(
-        self, interaction: discord.Interaction, live: Live, job_id: int, who: Requester
+        self, interaction: discord.Interaction, live: Live, job_id: int, who: Requester, plan: Plan
     ) -> None:
-        """The private summary, then the public status message with its Cancel button."""
+        """The private summary (saying when another provider makes it), then the public
+        status message with its Cancel button."""
         job = await self.bot.service.job(job_id)
         assert job is not None
         left = await allowance_left(self.bot, who)
         live.line = self._queued_line(job_id, live)
+        content = render.summary(job.request, job_id=job_id, allowance_left=left)
+        if plan.switch is not None:
+            content = render.shorten_block(f"{switch_line(plan.switch, job.provider)}\n{content}")
         try:
             await interaction.edit_original_response(
-                content=render.summary(job.request, job_id=job_id, allowance_left=left),
-                allowed_mentions=NO_MENTIONS,
+                content=content, allowed_mentions=NO_MENTIONS, view=None
             )
         except discord.HTTPException:
             # A follow-up now would replace the private "thinking" message (and stay
@@ -309,7 +344,9 @@ class VideoCog(commands.Cog):
         """Answer in the (ephemeral) deferred response: what to change, nothing charged."""
         try:
             await interaction.edit_original_response(
-                content=render.shorten_block(f"⚠️ {message}"), allowed_mentions=NO_MENTIONS
+                content=render.shorten_block(f"⚠️ {message}"),
+                allowed_mentions=NO_MENTIONS,
+                view=None,
             )
         except discord.HTTPException:
             log.warning("could not tell interaction %s why it was refused", interaction.id)

@@ -97,6 +97,7 @@ class Endings:
     async def end_for_error(self, entry: Entry, exc: ProviderError, *, stage: str) -> None:
         """A provider error that no retry can fix, told to the member in their terms."""
         job = entry.job
+        self.tracker.health.record(job.provider).rejected(exc)
         if isinstance(exc, AuthenticationError):
             log.error(
                 "%s rejected the bot's credentials during %s of job %s (%s); check its API key "
