@@ -46,6 +46,7 @@ KIND_ICONS = {
     "cancel": "✖️",
     "prune": "🧹",
     "submission_unknown": "❓",
+    "provider_account": "💳",
 }
 
 
