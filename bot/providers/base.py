@@ -105,6 +105,7 @@ class EditSpec(BaseModel):
     kind: Literal["extend", "retake"]
     source: InputVideo
     source_job_id: int | None = None
+    source_message_id: int | None = None  # the clip's message: the result replies to it
     seconds: float = Field(gt=0, le=60)
     start: float = Field(default=0.0, ge=0)
     where: Literal["end", "start"] = "end"

@@ -21,6 +21,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -31,11 +32,12 @@ from bot import media, moderation
 from bot.db import utcnow
 from bot.jobs import JobRecord
 from bot.jobs.service import Requester, RequestRefused
-from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
+from bot.providers.base import MAX_PROMPT_CHARS, EditSpec, parse_resolution
 from cogs.ui import text as render
 from cogs.video.buttons import JobButton, cancel_view
 from cogs.video.common import NO_MENTIONS, allowance_left, requester, send_ephemeral
 from cogs.video.delivery import ClipDelivery
+from cogs.video.edits import EditFlow
 from cogs.video.status import Live, StatusBoard
 
 if TYPE_CHECKING:
@@ -79,11 +81,25 @@ def token_started(interaction: discord.Interaction) -> float:
     return time.monotonic() - min(max(age, 0.0), 60.0)
 
 
+def _save_input(name: str, data: bytes, input_dir: Path) -> Any:
+    """An attachment checked by its bytes and saved: soundtrack, the clip to edit, or image."""
+    if name == "soundtrack":
+        return media.save_input_audio(data, input_dir, name)
+    if name == "source":
+        return media.save_source_clip(data, input_dir, name)
+    return media.save_input_image(data, input_dir, name)
+
+
 class VideoCog(commands.Cog):
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
         self.status = StatusBoard(bot)
         self.delivery = ClipDelivery(bot, self.status)
+        self.edits = EditFlow(self)
+        if not any(p.limits.supports_soundtrack for p in bot.providers.values()):
+            # Offered only when a configured provider makes clips to a soundtrack: the
+            # option leaves the command's schema (discord.py has no public remover).
+            self.video._params.pop("soundtrack", None)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(JobButton)
@@ -111,6 +127,7 @@ class VideoCog(commands.Cog):
         provider="Which video service to use",
         seed="Seed for reproducible results (random when left out)",
         audio="Generate sound (default: yes)",
+        soundtrack="Sound file (2–20 s: MP3, WAV, OGG, FLAC, M4A) the clip is made to",
     )
     @app_commands.choices(aspect_ratio=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
     @app_commands.choices(fps=[app_commands.Choice(name=f"{f} fps", value=f) for f in FPS_CHOICES])
@@ -128,10 +145,16 @@ class VideoCog(commands.Cog):
         provider: str | None = None,
         seed: app_commands.Range[int, 0, 4294967295] | None = None,
         audio: bool | None = None,
+        soundtrack: discord.Attachment | None = None,
     ) -> None:
         # Cheap local checks answer at once (that is the acknowledgement); everything that
         # touches the network or disk happens after defer().
-        attachments = {"image": image, "first_frame": first_frame, "last_frame": last_frame}
+        attachments = {
+            "image": image,
+            "first_frame": first_frame,
+            "last_frame": last_frame,
+            "soundtrack": soundtrack,
+        }
         problem = self._precheck(interaction, attachments, resolution)
         if problem is not None:
             await send_ephemeral(interaction, problem)
@@ -170,8 +193,14 @@ class VideoCog(commands.Cog):
             )
         if last is not None and first is None:
             return "`last_frame` needs a `first_frame` too (or attach it as `image`)."
+        sound = attachments.get("soundtrack")
+        if sound is not None and sound.size > media.MAX_AUDIO_BYTES:
+            return (
+                f"`soundtrack` is {sound.size / 2**20:.1f} MB; sound files must be at most "
+                f"{media.MAX_AUDIO_BYTES / 2**20:.0f} MB. Attach a shorter one."
+            )
         for name, att in attachments.items():
-            if att is not None and att.size > media.MAX_IMAGE_BYTES:
+            if name != "soundtrack" and att is not None and att.size > media.MAX_IMAGE_BYTES:
                 return (
                     f"`{name}` is {att.size / 2**20:.1f} MB; images must be at most "
                     f"{media.MAX_IMAGE_BYTES / 2**20:.0f} MB. Attach a smaller PNG, JPEG or WebP."
@@ -197,22 +226,26 @@ class VideoCog(commands.Cog):
         provider: str | None,
         options: dict[str, Any],
         inputs: Mapping[str, discord.Attachment | bytes],
+        *,
+        edit: Mapping[str, Any] | None = None,
     ) -> None:
-        """After defer: download inputs, validate, negotiate, reserve, enqueue, show status."""
+        """After defer: download inputs, validate, negotiate, reserve, enqueue, show status.
+
+        `edit`: the EditSpec fields of an Extend / Retake; its clip is `inputs["source"]`."""
         service = self.bot.service
         who = requester(interaction)
         started = token_started(interaction)
         input_dir = service.new_input_dir() if inputs else None
         options = {**options, "seed": self._seed_for(provider, options.get("seed"))}
         try:
-            images = {}
+            saved: dict[str, Any] = {}
             for name, source in inputs.items():
                 assert input_dir is not None
                 data = source if isinstance(source, bytes) else await source.read()
-                images[name] = await asyncio.to_thread(
-                    media.save_input_image, data, input_dir, name
-                )
-            request = service.build_request(prompt=prompt, provider=provider, **options, **images)
+                saved[name] = await asyncio.to_thread(_save_input, name, data, input_dir)
+            if edit is not None:
+                saved["edit"] = EditSpec(source=saved.pop("source"), **edit)
+            request = service.build_request(prompt=prompt, provider=provider, **options, **saved)
             negotiated = await service.prepare(who, request)
             admitted = await service.admit_keeping_inputs(who, negotiated, input_dir=input_dir)
         except (RequestRefused, media.MediaError) as exc:
@@ -374,8 +407,13 @@ class VideoCog(commands.Cog):
             await send_ephemeral(interaction, "That job no longer exists.")
             return
         req = job.request
+        if req.edit is not None:
+            await send_ephemeral(
+                interaction, "This clip is an edit: press **Extend** or **Retake** on it instead."
+            )
+            return
         inputs: dict[str, bytes] = {}
-        if req.image is not None or req.first_frame is not None:
+        if req.image is not None or req.first_frame is not None or req.soundtrack is not None:
             if interaction.user.id != job.user_id:
                 # Someone else's pictures are theirs: only a text clip can be redone by others.
                 await send_ephemeral(

@@ -1492,6 +1492,59 @@ class FakeDiscord:
         await self._dispatch_interaction(inter, gateway_timeout)
         return inter
 
+    async def send_modal_submit(
+        self,
+        opened_by: FakeInteraction,
+        values: Mapping[str, str] | None = None,
+        *,
+        gateway_timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """The member who got the modal of `opened_by` (a button press answered with a
+        MODAL callback) submits it. `values` {text input custom_id: value} replace the
+        modal's defaults; required inputs left empty are refused, as Discord's UI does."""
+        modal = next((c.data for c in opened_by.callbacks if c.type == CallbackType.MODAL), None)
+        if modal is None:
+            raise LookupError(f"interaction {opened_by.id} was not answered with a modal")
+        given = dict(values or {})
+        filled: dict[str, str] = {}
+        for comp in _iter_components(modal.get("components") or []):
+            if comp.get("type") != 4:
+                continue
+            key = comp["custom_id"]
+            value = given.pop(key, comp.get("value") or "")
+            if comp.get("required", True) and not value:
+                raise ValueError(f"modal input {key!r} is required")
+            filled[key] = value
+        if given:
+            raise LookupError(f"the modal has no inputs {sorted(given)}")
+        guild = self._guild(opened_by.guild_id)
+        channel_id, user_id = opened_by.channel_id, opened_by.user_id
+        inter = self._new_interaction(
+            guild, channel_id, user_id, p.InteractionType.MODAL_SUBMIT, modal["custom_id"]
+        )
+        inter.message_id = opened_by.message_id
+        message = self.message(opened_by.message_id) if opened_by.message_id else None
+        perms = guild.channel_permissions(channel_id, user_id)
+        inter.payload = p.modal_submit_interaction(
+            custom_id=modal["custom_id"],
+            values=filled,
+            message_payload=message.payload() if message is not None else None,
+            interaction_id=inter.id,
+            application_id=self.application_id,
+            token=inter.token,
+            guild_id=guild.id,
+            channel_payload=p.interaction_channel(guild.channels[channel_id], permissions=perms),
+            member_payload=guild.members[user_id].payload(permissions=perms),
+            user_payload=None,
+            app_permissions=self._app_permissions(guild, channel_id, None),
+            attachment_size_limit=guild.upload_limit,
+            locale="en-US",
+            guild_locale=guild.locale,
+            guild_features=guild.features,
+        )
+        await self._dispatch_interaction(inter, gateway_timeout)
+        return inter
+
     async def post_user_message(self, channel_id: int, user_id: int, content: str) -> FakeMessage:
         """A member writes in a channel (MESSAGE_CREATE is dispatched)."""
         guild = self._guild_of_channel(channel_id)

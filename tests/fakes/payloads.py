@@ -709,6 +709,26 @@ def component_interaction(
     return data
 
 
+def modal_submit_interaction(
+    *,
+    custom_id: str,
+    values: Mapping[str, str],
+    message_payload: Mapping[str, Any] | None,
+    **base: Any,
+) -> dict[str, Any]:
+    """INTERACTION_CREATE for a submitted modal (type 5): one action row per text input,
+    and the message whose button opened it."""
+    data = _interaction_base(interaction_type=InteractionType.MODAL_SUBMIT, **base)
+    rows = [
+        {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
+        for key, value in values.items()
+    ]
+    data["data"] = {"custom_id": custom_id, "components": rows}
+    if message_payload is not None:
+        data["message"] = dict(message_payload)
+    return data
+
+
 def error(code: int, message: str, errors: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A Discord JSON error body."""
     body: dict[str, Any] = {"message": message, "code": code}
