@@ -62,12 +62,10 @@ def retake_fields(start: str, end: str, redo: str) -> dict[str, Any]:
 
 class ExtendModal(discord.ui.Modal, title="Extend this clip"):
     seconds: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        custom_id="seconds",
-        label="Seconds to add (2–20)", default="5", max_length=5
+        custom_id="seconds", label="Seconds to add (2–20)", default="5", max_length=5
     )
     where: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        custom_id="where",
-        label="Where: end or start", default="end", max_length=5
+        custom_id="where", label="Where: end or start", default="end", max_length=5
     )
     prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
         custom_id="prompt",
@@ -94,16 +92,13 @@ class ExtendModal(discord.ui.Modal, title="Extend this clip"):
 
 class RetakeModal(discord.ui.Modal, title="Retake part of this clip"):
     start: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        custom_id="start",
-        label="From (seconds into the clip)", default="0", max_length=6
+        custom_id="start", label="From (seconds into the clip)", default="0", max_length=6
     )
     end: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        custom_id="end",
-        label="To (seconds, at least 2 s after From)", max_length=6
+        custom_id="end", label="To (seconds, at least 2 s after From)", max_length=6
     )
     redo: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        custom_id="redo",
-        label="Redo: video, audio or both", default="both", max_length=5
+        custom_id="redo", label="Redo: video, audio or both", default="both", max_length=5
     )
     prompt: discord.ui.TextInput[Any] = discord.ui.TextInput(
         custom_id="prompt",
