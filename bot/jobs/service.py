@@ -27,8 +27,10 @@ from bot.jobs.tracker import JobTracker
 from bot.moderation import Change
 from bot.negotiation import parse_aspect
 from bot.providers.base import (
+    EDIT_OPERATIONS,
     InvalidRequestError,
     NegotiatedRequest,
+    Operation,
     Provider,
     VideoRequest,
     parse_resolution,
@@ -473,6 +475,22 @@ class VideoService:
 
     def _accepts(self, prov: Provider, size: tuple[int, int]) -> bool:
         return self._negotiated_size(prov, size) == size
+
+    # ----- Extend / Retake: which provider edits a delivered clip -------------------------
+
+    def edit_provider(self, job: JobRecord, operation: Operation) -> str | None:
+        """The provider that makes `operation` of `job`'s clip: its own, else the first
+        configured one that can (None: no configured provider can)."""
+        names = [job.provider, *(n for n in self.providers if n != job.provider)]
+        for name in names:
+            provider = self.providers.get(name)
+            if provider is not None and operation in provider.limits.edits:
+                return name
+        return None
+
+    def edits_for(self, job: JobRecord) -> list[Operation]:
+        """The edits offered on `job`'s delivered clip (its buttons)."""
+        return [op for op in EDIT_OPERATIONS if self.edit_provider(job, op) is not None]
 
     # ----- "Again": input images kept after submission -------------------------------------
 

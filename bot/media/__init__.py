@@ -2,7 +2,8 @@
 
 - `images`: check an uploaded image (Pillow) and save it as an `InputImage`;
 - `render`: draw the simulator's MP4 (PyAV);
-- `video`: `probe` a clip and `fit_to_size` for an upload limit (PyAV);
+- `video`: `probe` a clip, `fit_to_size` for an upload limit, `save_source_clip` (PyAV);
+- `audio`: check a soundtrack by decoding it and save it as an `InputAudio` (PyAV);
 - `output`: temporary files, encoder threads and audio rate shared by `render` and `video`;
 - `errors`: `MediaError`, whose `message` says what the member can change.
 
@@ -10,6 +11,7 @@ Every function is synchronous and CPU/disk bound; async callers run them with
 `asyncio.to_thread`.
 """
 
+from bot.media.audio import MAX_AUDIO_BYTES, save_input_audio
 from bot.media.errors import MediaError
 from bot.media.images import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -24,12 +26,14 @@ from bot.media.video import (
     VideoInfo,
     fit_to_size,
     probe,
+    save_source_clip,
 )
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
     "DEFAULT_MAX_IMAGE_PIXELS",
     "DEFAULT_MIN_IMAGE_EDGE",
+    "MAX_AUDIO_BYTES",
     "MAX_IMAGE_BYTES",
     "MediaError",
     "VideoInfo",
@@ -37,5 +41,7 @@ __all__ = [
     "fit_to_size",
     "probe",
     "render_clip",
+    "save_input_audio",
     "save_input_image",
+    "save_source_clip",
 ]

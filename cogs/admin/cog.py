@@ -49,6 +49,7 @@ KIND_ICONS = {
     "cancel": "✖️",
     "prune": "🧹",
     "submission_unknown": "❓",
+    "provider_account": "💳",
 }
 
 

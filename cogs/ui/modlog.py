@@ -36,6 +36,7 @@ STYLE: dict[str, tuple[str, str, discord.Colour]] = {
     "cancel": ("✖️", "Cancelled", discord.Colour.dark_grey()),
     "prune": ("🧹", "Retention", discord.Colour.light_grey()),
     "submission_unknown": ("❓", "Submission unanswered", discord.Colour.gold()),
+    "provider_account": ("💳", "Provider account", discord.Colour.red()),
 }
 OUTCOME_COLOURS = {
     "delivered": discord.Colour.green(),

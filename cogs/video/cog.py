@@ -34,12 +34,14 @@ from bot.jobs import JobRecord, SourceMessage
 from bot.jobs.failover import Plan
 from bot.jobs.service import NoProviderAvailable, Requester, RequestRefused
 from bot.limits import CLIP_SECONDS
-from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
+from bot.providers.base import MAX_PROMPT_CHARS, EditSpec
 from cogs.ui import text as render
 from cogs.ui.failover import no_provider_text, switch_line
 from cogs.video.buttons import JobButton, cancel_view
 from cogs.video.common import NO_MENTIONS, allowance_left, requester, send_ephemeral
 from cogs.video.delivery import ClipDelivery
+from cogs.video.edits import EditFlow
+from cogs.video.inputs import attachment_problem, save_input
 from cogs.video.offer import OFFER_TIMEOUT, offer_alternative
 from cogs.video.status import Live, StatusBoard
 
@@ -91,6 +93,11 @@ class VideoCog(commands.Cog):
         self.status = StatusBoard(bot)
         self.delivery = ClipDelivery(bot, self.status)
         self.offer_timeout = OFFER_TIMEOUT  # seconds an alternative provider is offered
+        self.edits = EditFlow(self)
+        if not any(p.limits.supports_soundtrack for p in bot.providers.values()):
+            # Offered only when a configured provider makes clips to a soundtrack: the
+            # option leaves the command's schema (discord.py has no public remover).
+            self.video._params.pop("soundtrack", None)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(JobButton)
@@ -118,6 +125,7 @@ class VideoCog(commands.Cog):
         provider="Which video service to use",
         seed="Seed for reproducible results (random when left out)",
         audio="Generate sound (default: yes)",
+        soundtrack="Sound file (2–20 s: MP3, WAV, OGG, FLAC, M4A) the clip is made to",
     )
     @app_commands.choices(aspect_ratio=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
     @app_commands.choices(fps=[app_commands.Choice(name=f"{f} fps", value=f) for f in FPS_CHOICES])
@@ -136,10 +144,16 @@ class VideoCog(commands.Cog):
         provider: str | None = None,
         seed: app_commands.Range[int, 0, 4294967295] | None = None,
         audio: bool | None = None,
+        soundtrack: discord.Attachment | None = None,
     ) -> None:
         # Cheap local checks answer at once (that is the acknowledgement); everything that
         # touches the network or disk happens after defer().
-        attachments = {"image": image, "first_frame": first_frame, "last_frame": last_frame}
+        attachments = {
+            "image": image,
+            "first_frame": first_frame,
+            "last_frame": last_frame,
+            "soundtrack": soundtrack,
+        }
         problem = self.precheck(interaction, attachments, resolution)
         if problem is not None:
             await send_ephemeral(interaction, problem)
@@ -169,24 +183,7 @@ class VideoCog(commands.Cog):
         missing = missing_permissions(interaction)
         if missing:
             return render.missing_permissions_text(missing)
-        image = attachments.get("image")
-        first, last = attachments.get("first_frame"), attachments.get("last_frame")
-        if image is not None and (first is not None or last is not None):
-            return (
-                "Use either `image` (image-to-video) or `first_frame`/`last_frame` "
-                "(frame-to-video), not both."
-            )
-        if last is not None and first is None:
-            return "`last_frame` needs a `first_frame` too (or attach it as `image`)."
-        for name, att in attachments.items():
-            if att is not None and att.size > media.MAX_IMAGE_BYTES:
-                return (
-                    f"`{name}` is {att.size / 2**20:.1f} MB; images must be at most "
-                    f"{media.MAX_IMAGE_BYTES / 2**20:.0f} MB. Attach a smaller PNG, JPEG or WebP."
-                )
-        if resolution and parse_resolution(resolution) is None:
-            return "`resolution` must look like `1280x720` (WIDTHxHEIGHT, 16–8192 px each)."
-        return None
+        return attachment_problem(attachments, resolution)
 
     def _seed_for(self, provider: str | None, seed: int | None) -> int | None:
         """The member's seed, or a random one when the provider takes seeds (so the result
@@ -207,12 +204,14 @@ class VideoCog(commands.Cog):
         inputs: Mapping[str, discord.Attachment | bytes],
         *,
         source: SourceMessage | None = None,
+        edit: Mapping[str, Any] | None = None,
     ) -> None:
         """After defer: download inputs, validate, moderate, choose the provider (failover:
         `bot.jobs.failover`), then admit (or first offer the alternative) and show status.
 
         Shared by `/video`, its Again button and Animate (`source`: the message the images
-        came from, kept with the job and named in its audit entry)."""
+        came from, kept with the job and named in its audit entry). `edit`: the EditSpec
+        fields of an Extend / Retake; its clip is `inputs["source"]`."""
         service = self.bot.service
         who = requester(interaction)
         started = token_started(interaction)
@@ -220,14 +219,14 @@ class VideoCog(commands.Cog):
         options = {**options, "seed": self._seed_for(provider, options.get("seed"))}
 
         async def plan() -> Plan:
-            images = {}
+            saved: dict[str, Any] = {}
             for name, given in inputs.items():
                 assert input_dir is not None
                 data = given if isinstance(given, bytes) else await given.read()
-                images[name] = await asyncio.to_thread(
-                    media.save_input_image, data, input_dir, name
-                )
-            request = service.build_request(prompt=prompt, provider=provider, **options, **images)
+                saved[name] = await asyncio.to_thread(save_input, name, data, input_dir)
+            if edit is not None:
+                saved["edit"] = EditSpec(source=saved.pop("source"), **edit)
+            request = service.build_request(prompt=prompt, provider=provider, **options, **saved)
             return await service.plan(who, request)
 
         planned = await self._guarded(interaction, input_dir, plan())
@@ -421,7 +420,12 @@ class VideoCog(commands.Cog):
             return
         req = job.request
         inputs: dict[str, bytes] = {}
-        if req.image is not None or req.first_frame is not None:
+        if req.edit is not None:
+            await send_ephemeral(
+                interaction, "This clip is an edit: press **Extend** or **Retake** on it instead."
+            )
+            return
+        if req.image is not None or req.first_frame is not None or req.soundtrack is not None:
             if interaction.user.id != job.user_id:
                 # Someone else's pictures are theirs: only a text clip can be redone by others.
                 await send_ephemeral(

@@ -157,7 +157,7 @@ def raise_for_status(
         )
     if status == 402:
         raise InsufficientCreditsError(
-            f"{label} account is out of credit (HTTP 402)", status_code=402
+            f"{label} account is out of credit (HTTP 402){detail}", status_code=402
         )
     if status == 404:
         raise JobNotFoundError(f"{label}: not found or expired (HTTP 404){detail}", status_code=404)
