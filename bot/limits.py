@@ -111,6 +111,17 @@ HD_WEIGHT = Bound(1, 10, "allowance seconds per second of video above 1280×720"
 # month long, as it was.
 WINDOW_HOURS = Bound(1, 744, "hours in the rolling allowance window", "24")
 
+# ----- output safety check: /videoadmin safety threshold, env SAFETY_HOLD_HOURS -------------
+
+# A classifier score is a probability: 0 holds (or spoilers) every clip, 1 only a certain hit.
+SAFETY_THRESHOLD = Bound(
+    0, 1, "classifier score at or over which a clip is spoilered or held", "0.6"
+)
+
+# At least 1 h so moderators have a chance to look; at most 30 days so held clip files (the
+# only copy the bot keeps) do not pile up on disk.
+SAFETY_HOLD_HOURS = Bound(1, 720, "hours a held clip waits for a moderator before discard", "48")
+
 # ----- environment-only settings ------------------------------------------------------------
 
 # At most the simulator's job expiry (`bot.providers.simulator.JOB_EXPIRY`, 24 h): a longer

@@ -2,7 +2,7 @@
 
 - `images`: check an uploaded image (Pillow) and save it as an `InputImage`;
 - `render`: draw the simulator's MP4 (PyAV);
-- `video`: `probe` a clip and `fit_to_size` for an upload limit (PyAV);
+- `video`: `probe` a clip, `fit_to_size` for an upload limit, `sample_frames` (PyAV);
 - `output`: temporary files, encoder threads and audio rate shared by `render` and `video`;
 - `errors`: `MediaError`, whose `message` says what the member can change.
 
@@ -24,6 +24,7 @@ from bot.media.video import (
     VideoInfo,
     fit_to_size,
     probe,
+    sample_frames,
 )
 
 __all__ = [
@@ -37,5 +38,6 @@ __all__ = [
     "fit_to_size",
     "probe",
     "render_clip",
+    "sample_frames",
     "save_input_image",
 ]

@@ -43,6 +43,7 @@ KIND_DELETE = "delete"
 KIND_PRUNE = "prune"
 KIND_CANCEL = "cancel"
 KIND_SUBMISSION_UNKNOWN = "submission_unknown"
+KIND_SAFETY = "safety"
 _KIND_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
 MAX_SUMMARY_CHARS = 1000
 
@@ -237,6 +238,28 @@ async def audit_submission_unknown(
         data={"provider": job.provider, "attempts": job.attempts, **data},
         now=now,
     )
+
+
+async def audit_provider_refusal(db: Database, job: JobRecord, *, message: str, stage: str) -> int:
+    """The provider's safety filter refused a job (nothing was made or charged)."""
+    async with db.transaction() as conn:
+        return await audit(
+            conn,
+            guild_id=job.guild_id,
+            kind=KIND_REFUSAL,
+            summary=f"job {job.id} refused by {job.provider}'s safety filter at {stage}",
+            actor_id=job.user_id,
+            target_id=job.user_id,
+            channel_id=job.channel_id,
+            job_id=job.id,
+            data={
+                "reason": "provider_filter",
+                "message": message,
+                "prompt": job.prompt,
+                "provider": job.provider,
+            },
+            now=utcnow(),
+        )
 
 
 def jump_url(guild_id: int | None, channel_id: int | None, message_id: int | None) -> str | None:

@@ -112,6 +112,7 @@ class JobRecord(BaseModel):
     result_message_id: int | None = None
     result_channel_id: int | None = None
     delivery_key: str | None = None  # set before the first post; see assign_delivery_key
+    provider_flagged: bool = False  # the provider marked the clip not safe for work
     origin: str = "discord"
     created_at: datetime
     submitted_at: datetime | None = None
@@ -201,6 +202,7 @@ def _record(row: Row) -> JobRecord:
         result_message_id=row["result_message_id"],
         result_channel_id=row["result_channel_id"],
         delivery_key=row["delivery_key"],
+        provider_flagged=bool(row["provider_flagged"]),
         origin=row["origin"],
         created_at=created,
         submitted_at=_time(row["submitted_at"]),
@@ -220,6 +222,8 @@ def _encode_field(name: str, value: Any) -> tuple[str, Any]:
         )
     if name == "input_dir":
         return "input_dir", None if value is None else str(value)
+    if name == "provider_flagged":
+        return name, int(bool(value))
     if name in {"submitted_at", "provider_done_at", "finished_at"}:
         return name, None if value is None else to_db_time(value)
     if name in {

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 from bot import quota
 from bot.jobs.tracker.entry import Entry
-from bot.providers.base import AuthenticationError, JobNotFoundError, ProviderError, ProviderJob
+from bot.moderation.audit import audit_provider_refusal
+from bot.providers.base import (
+    AuthenticationError,
+    ContentRefusedError,
+    JobNotFoundError,
+    ProviderError,
+    ProviderJob,
+)
 from bot.store import jobs as store
 from bot.store.jobs import InvalidTransitionError, JobRecord, Status
 
@@ -113,6 +120,20 @@ class Endings:
                 reason=f"authentication error: {exc}",
                 member=MSG_MISCONFIGURED,
             )
+        elif isinstance(exc, ContentRefusedError):
+            # Refused before anything was made: refunded in full, billed nothing (the job
+            # never reached `downloading`), and the moderators see it in the mod-log.
+            await self.end(
+                entry,
+                job,
+                Status.FAILED,
+                reason=f"refused by the provider's safety filter at {stage}: {exc}",
+                member=exc.message,
+            )
+            try:
+                await audit_provider_refusal(self.tracker.db, job, message=exc.message, stage=stage)
+            except Exception:
+                log.exception("job %s: could not audit the provider's refusal", job.id)
         elif isinstance(exc, JobNotFoundError):
             await self.end(
                 entry, job, Status.EXPIRED, reason=f"unknown at provider: {exc}", member=MSG_GONE
