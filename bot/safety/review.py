@@ -185,6 +185,11 @@ async def get_check(db: Database, job_id: int) -> ClipCheck | None:
     return await store.get_check(db, job_id)
 
 
+async def held_clips(db: Database, guild_id: int) -> list[ClipCheck]:
+    """The guild's clips waiting for a moderator, oldest first."""
+    return await store.held_clips(db, guild_id)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a moderator's button did: `done` False means someone decided first."""

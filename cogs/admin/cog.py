@@ -4,7 +4,7 @@ The group carries `default_member_permissions = Manage Server` (which only hides
 admins can change who sees it) and every callback checks Manage Server again at run time.
 Every answer is ephemeral; every change is audited (who, old → new) in the same transaction
 as the change and then posted to the mod-log channel. The allowance subgroup lives in
-`cogs/admin/allowance.py` and is attached here.
+`cogs/admin/allowance.py`, the safety command in `cogs/admin/safety.py`; both are attached here.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from bot import moderation
 from bot.db import utcnow
 from bot.moderation import AuditEntry, BlockedMember, BlockedTerm, ModerationError
 from cogs.admin.allowance import allowance_group
+from cogs.admin.safety import safety_command
 from cogs.ui.checks import has_manage_guild, require_manage_guild
 from cogs.ui.modlog import inert, make_poster
 from cogs.ui.pages import Pager, paginate
@@ -46,6 +47,7 @@ KIND_ICONS = {
     "cancel": "✖️",
     "prune": "🧹",
     "submission_unknown": "❓",
+    "safety": "🛡️",
 }
 
 
@@ -104,6 +106,7 @@ class AdminCog(commands.Cog):
         self.bot: Any = bot
         # The instance's copy of the group (discord.py copies class-level groups per cog).
         self.videoadmin.add_command(allowance_group)
+        self.videoadmin.add_command(safety_command)
 
     async def cog_load(self) -> None:
         self.bot.modlog.poster = make_poster(self.bot)

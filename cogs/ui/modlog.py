@@ -36,6 +36,7 @@ STYLE: dict[str, tuple[str, str, discord.Colour]] = {
     "cancel": ("✖️", "Cancelled", discord.Colour.dark_grey()),
     "prune": ("🧹", "Retention", discord.Colour.light_grey()),
     "submission_unknown": ("❓", "Submission unanswered", discord.Colour.gold()),
+    "safety": ("🛡️", "Output safety", discord.Colour.dark_gold()),
 }
 OUTCOME_COLOURS = {
     "delivered": discord.Colour.green(),
@@ -48,6 +49,7 @@ REFUSAL_WORDS = {
     "blocked_word": "blocked term",
     "allowance": "allowance used up",
     "invalid_input": "invalid input",
+    "provider_filter": "video service's safety filter",
 }
 
 

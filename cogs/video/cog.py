@@ -36,6 +36,7 @@ from cogs.ui import text as render
 from cogs.video.buttons import JobButton, cancel_view
 from cogs.video.common import NO_MENTIONS, allowance_left, requester, send_ephemeral
 from cogs.video.delivery import ClipDelivery
+from cogs.video.safety import HoldButton
 from cogs.video.status import Live, StatusBoard
 
 if TYPE_CHECKING:
@@ -86,13 +87,13 @@ class VideoCog(commands.Cog):
         self.delivery = ClipDelivery(bot, self.status)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(JobButton)
+        self.bot.add_dynamic_items(JobButton, HoldButton)
         self.bot.delivery.target = self.delivery
 
     async def cog_unload(self) -> None:
         if self.bot.delivery.target is self.delivery:
             self.bot.delivery.target = None
-        self.bot.remove_dynamic_items(JobButton)
+        self.bot.remove_dynamic_items(JobButton, HoldButton)
         await self.status.shutdown()
 
     # ----- /video ---------------------------------------------------------------------
