@@ -109,11 +109,13 @@ async def audit(
     job_id: int | None = None,
     data: dict[str, Any] | None = None,
     now: datetime,
+    modlog: bool = True,
 ) -> int:
     """Append an audit entry (inside the caller's transaction); returns its id.
 
-    When the guild has a log channel the entry is queued for it too, and the mod-log
-    worker is woken after the caller's transaction commits.
+    When the guild has a log channel the entry is queued for it too (unless `modlog` is
+    False: routine entries kept in the log only), and the mod-log worker is woken after the
+    caller's transaction commits.
     """
     if not _KIND_RE.match(kind):
         raise ValueError(f"bad audit kind {kind!r}")
@@ -133,7 +135,7 @@ async def audit(
         job_id=job_id,
         data_json=data_json,
     )
-    if guild_id is not None:
+    if guild_id is not None and modlog:
         await audit_store.enqueue_post(conn, audit_id, guild_id, now)
         _wake_after_commit(conn)
     return audit_id

@@ -172,6 +172,9 @@ async def _audit_check(
             "mode_is_default": policy.mode_is_default,
         },
         now=now,
+        # A clean clip posted as it is: in the audit log (/videoadmin log, export) only,
+        # not one more mod-log post per clip; flagged, spoilered or held clips are posted.
+        modlog=check.action != "post" or check.score >= check.threshold,
     )
 
 
