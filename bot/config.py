@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     leonardo_pro_usd_per_second: Annotated[float, limits.USD_PER_SECOND] = Field(
         default=0.08, validation_alias="LEONARDO_PRO_USD_PER_SECOND"
     )
+    safety_hold_hours: Annotated[float, limits.SAFETY_HOLD_HOURS] = Field(
+        default=48.0, validation_alias="SAFETY_HOLD_HOURS"
+    )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
     @field_validator(

@@ -116,6 +116,16 @@ WINDOW_HOURS = Bound(1, 744, "hours in the rolling allowance window", "24")
 # What a member may ask for; the provider snaps it to the lengths it offers (an adjustment
 # shown up front).
 CLIP_SECONDS = Bound(1, 20, "seconds of video in one clip", "5")
+# ----- output safety check: /videoadmin safety threshold, env SAFETY_HOLD_HOURS -------------
+
+# A classifier score is a probability: 0 holds (or spoilers) every clip, 1 only a certain hit.
+SAFETY_THRESHOLD = Bound(
+    0, 1, "classifier score at or over which a clip is spoilered or held", "0.6"
+)
+
+# At least 1 h so moderators have a chance to look; at most 30 days so held clip files (the
+# only copy the bot keeps) do not pile up on disk.
+SAFETY_HOLD_HOURS = Bound(1, 720, "hours a held clip waits for a moderator before discard", "48")
 
 # ----- environment-only settings ------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 - `render`: draw the simulator's MP4 (PyAV);
 - `video`: `probe` a clip, `fit_to_size` for an upload limit, `save_source_clip` (PyAV);
 - `audio`: check a soundtrack by decoding it and save it as an `InputAudio` (PyAV);
+- `video`: `probe` a clip, `fit_to_size` for an upload limit, `sample_frames` (PyAV);
 - `output`: temporary files, encoder threads and audio rate shared by `render` and `video`;
 - `errors`: `MediaError`, whose `message` says what the member can change.
 
@@ -26,6 +27,7 @@ from bot.media.video import (
     VideoInfo,
     fit_to_size,
     probe,
+    sample_frames,
     save_source_clip,
 )
 
@@ -41,6 +43,7 @@ __all__ = [
     "fit_to_size",
     "probe",
     "render_clip",
+    "sample_frames",
     "save_input_audio",
     "save_input_image",
     "save_source_clip",

@@ -203,3 +203,37 @@ def save_source_clip(data: bytes, dest_dir: Path, name: str = "source") -> Input
         sha256=hashlib.sha256(data).hexdigest(),
         filename=path.name,
     )
+
+
+def sample_frames(
+    path: Path, *, per_second: float = 1.0, max_frames: int = 120, max_edge: int = 640
+) -> list[Any]:
+    """About `per_second` decoded frames per second of the clip (the first at 0 s), as BGR
+    `numpy` arrays no larger than `max_edge` (aspect kept); at most `max_frames` of them.
+
+    For the output safety check (`bot.safety`): frames are picked by their presentation
+    time, so a variable frame rate or a clip without an index still gives one per second.
+    """
+    step = 1.0 / per_second
+    frames: list[Any] = []
+    with _open_input(path) as container:
+        if not container.streams.video:
+            raise MediaError("the clip has no video stream")
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        due = 0.0
+        for frame in container.decode(vs):
+            moment = frame.time if frame.time is not None else due
+            if moment + 1e-6 < due:
+                continue
+            scale = min(1.0, max_edge / max(frame.width, frame.height))
+            picture = frame.reformat(
+                width=_even(frame.width * scale), height=_even(frame.height * scale), format="bgr24"
+            )
+            frames.append(picture.to_ndarray())
+            if len(frames) >= max_frames:
+                break
+            due = (math.floor(moment / step + 1e-6) + 1) * step
+    if not frames:
+        raise MediaError("the clip has no decodable video frames")
+    return frames

@@ -48,6 +48,7 @@ KIND_PRUNE = "prune"
 KIND_CANCEL = "cancel"
 KIND_SUBMISSION_UNKNOWN = "submission_unknown"
 KIND_PROVIDER_ACCOUNT = "provider_account"
+KIND_SAFETY = "safety"
 _KIND_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
 MAX_SUMMARY_CHARS = 1000
 
@@ -113,11 +114,13 @@ async def audit(
     job_id: int | None = None,
     data: dict[str, Any] | None = None,
     now: datetime,
+    modlog: bool = True,
 ) -> int:
     """Append an audit entry (inside the caller's transaction); returns its id.
 
-    When the guild has a log channel the entry is queued for it too, and the mod-log
-    worker is woken after the caller's transaction commits.
+    When the guild has a log channel the entry is queued for it too (unless `modlog` is
+    False: routine entries kept in the log only), and the mod-log worker is woken after the
+    caller's transaction commits.
     """
     if not _KIND_RE.match(kind):
         raise ValueError(f"bad audit kind {kind!r}")
@@ -137,7 +140,7 @@ async def audit(
         job_id=job_id,
         data_json=data_json,
     )
-    if guild_id is not None:
+    if guild_id is not None and modlog:
         await audit_store.enqueue_post(conn, audit_id, guild_id, now)
         _wake_after_commit(conn)
     return audit_id
@@ -258,6 +261,30 @@ async def audit_provider_account(
         channel_id=job.channel_id,
         job_id=job.id,
         data={"provider": job.provider, **data},
+        now=now,
+    )
+
+
+async def audit_provider_refusal(
+    conn: Connection, job: JobRecord, *, message: str, stage: str, now: datetime
+) -> int:
+    """The provider's safety filter refused a job (nothing was made or charged); written
+    with the job's refund (the tracker's transaction)."""
+    return await audit(
+        conn,
+        guild_id=job.guild_id,
+        kind=KIND_REFUSAL,
+        summary=f"job {job.id} refused by {job.provider}'s safety filter at {stage}",
+        actor_id=job.user_id,
+        target_id=job.user_id,
+        channel_id=job.channel_id,
+        job_id=job.id,
+        data={
+            "reason": "provider_filter",
+            "message": message,
+            "prompt": job.prompt,
+            "provider": job.provider,
+        },
         now=now,
     )
 

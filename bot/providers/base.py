@@ -286,6 +286,9 @@ class JobStatus(BaseModel):
     failure_reason: str | None = None
     result_url: str | None = None
     adjustments: list[Adjustment] = Field(default_factory=list)
+    # The provider marked the finished clip as not safe for work (Leonardo's per-generation
+    # `nsfw` flag): the output safety check treats it as a score of 1 (see bot/safety).
+    nsfw: bool = False
 
 
 class CheckResult(BaseModel):
@@ -351,6 +354,21 @@ class ProviderError(Exception):
 
 class InvalidRequestError(ProviderError):
     """The provider refused the request; `message` can be shown to the member."""
+
+
+MSG_CONTENT_REFUSED = (
+    "the video service's safety filter refused this prompt or image; change the prompt "
+    "(or the image) and try again"
+)
+
+
+class ContentRefusedError(InvalidRequestError):
+    """The provider's safety filter refused the prompt or an input image (the LTX API's 422
+    `content_filtered_error`). Nothing is made or billed; the member is told to change the
+    request (`message` defaults to `MSG_CONTENT_REFUSED`) and the mod-log gets an entry."""
+
+    def __init__(self, message: str = MSG_CONTENT_REFUSED, **kw: Any) -> None:
+        super().__init__(message, **kw)
 
 
 class AuthenticationError(ProviderError):

@@ -125,6 +125,7 @@ class JobRecord(BaseModel):
     result_channel_id: int | None = None
     delivery_key: str | None = None  # set before the first post; see assign_delivery_key
     source: SourceMessage | None = None  # Animate: the message the images came from
+    provider_flagged: bool = False  # the provider marked the clip not safe for work
     origin: str = "discord"
     created_at: datetime
     submitted_at: datetime | None = None
@@ -217,6 +218,7 @@ def _record(row: Row) -> JobRecord:
         source=(
             SourceMessage.model_validate_json(row["source_json"]) if row["source_json"] else None
         ),
+        provider_flagged=bool(row["provider_flagged"]),
         origin=row["origin"],
         created_at=created,
         submitted_at=_time(row["submitted_at"]),
@@ -236,6 +238,8 @@ def _encode_field(name: str, value: Any) -> tuple[str, Any]:
         )
     if name == "input_dir":
         return "input_dir", None if value is None else str(value)
+    if name == "provider_flagged":
+        return name, int(bool(value))
     if name in {"submitted_at", "provider_done_at", "finished_at"}:
         return name, None if value is None else to_db_time(value)
     if name in {

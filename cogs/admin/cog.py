@@ -4,8 +4,8 @@ The group carries `default_member_permissions = Manage Server` (which only hides
 admins can change who sees it) and every callback checks Manage Server again at run time.
 Every answer is ephemeral; every change is audited (who, old → new) in the same transaction
 as the change and then posted to the mod-log channel. The allowance subgroup lives in
-`cogs/admin/allowance.py`, the provider subgroup in `cogs/admin/providers.py`; both are
-attached here.
+`cogs/admin/allowance.py`, the provider subgroup in `cogs/admin/providers.py`, the animate
+and safety commands in `cogs/admin/animate.py` and `cogs/admin/safety.py`; all are attached here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from bot.moderation import AuditEntry, BlockedMember, BlockedTerm, ModerationErr
 from cogs.admin.allowance import allowance_group
 from cogs.admin.animate import animate_setting
 from cogs.admin.providers import provider_group
+from cogs.admin.safety import safety_command
 from cogs.ui.checks import has_manage_guild, require_manage_guild
 from cogs.ui.modlog import inert, make_poster
 from cogs.ui.pages import Pager, paginate
@@ -50,6 +51,7 @@ KIND_ICONS = {
     "prune": "🧹",
     "submission_unknown": "❓",
     "provider_account": "💳",
+    "safety": "🛡️",
 }
 
 
@@ -110,6 +112,7 @@ class AdminCog(commands.Cog):
         self.videoadmin.add_command(allowance_group)
         self.videoadmin.add_command(animate_setting)
         self.videoadmin.add_command(provider_group)
+        self.videoadmin.add_command(safety_command)
 
     async def cog_load(self) -> None:
         self.bot.modlog.poster = make_poster(self.bot)

@@ -37,6 +37,7 @@ STYLE: dict[str, tuple[str, str, discord.Colour]] = {
     "prune": ("🧹", "Retention", discord.Colour.light_grey()),
     "submission_unknown": ("❓", "Submission unanswered", discord.Colour.gold()),
     "provider_account": ("💳", "Provider account", discord.Colour.red()),
+    "safety": ("🛡️", "Output safety", discord.Colour.dark_gold()),
 }
 OUTCOME_COLOURS = {
     "delivered": discord.Colour.green(),
@@ -49,6 +50,7 @@ REFUSAL_WORDS = {
     "blocked_word": "blocked term",
     "allowance": "allowance used up",
     "invalid_input": "invalid input",
+    "provider_filter": "video service's safety filter",
 }
 
 

@@ -43,6 +43,7 @@ from cogs.video.delivery import ClipDelivery
 from cogs.video.edits import EditFlow
 from cogs.video.inputs import attachment_problem, save_input
 from cogs.video.offer import OFFER_TIMEOUT, offer_alternative
+from cogs.video.safety import HoldButton
 from cogs.video.status import Live, StatusBoard
 
 if TYPE_CHECKING:
@@ -100,13 +101,13 @@ class VideoCog(commands.Cog):
             self.video._params.pop("soundtrack", None)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(JobButton)
+        self.bot.add_dynamic_items(JobButton, HoldButton)
         self.bot.delivery.target = self.delivery
 
     async def cog_unload(self) -> None:
         if self.bot.delivery.target is self.delivery:
             self.bot.delivery.target = None
-        self.bot.remove_dynamic_items(JobButton)
+        self.bot.remove_dynamic_items(JobButton, HoldButton)
         await self.status.shutdown()
 
     # ----- /video ---------------------------------------------------------------------

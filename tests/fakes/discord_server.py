@@ -1054,8 +1054,10 @@ class FakeDiscord:
         channel_id: int | None = None,
         type: int = p.ChannelType.GUILD_TEXT,
         permission_overwrites: Sequence[Mapping[str, Any]] = (),
+        nsfw: bool = False,
         _dispatch: bool = True,
     ) -> int:
+        """A channel; `nsfw`: Discord's age-restricted flag (threads inherit the parent's)."""
         guild = self._guild(guild_id)
         cid = channel_id or p.snowflake()
         guild.channels[cid] = p.channel(
@@ -1065,6 +1067,7 @@ class FakeDiscord:
             type=type,
             position=len(guild.channels),
             permission_overwrites=permission_overwrites,
+            nsfw=nsfw,
         )
         self._channel_messages.setdefault(cid, [])
         if _dispatch:

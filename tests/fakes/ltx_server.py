@@ -116,6 +116,7 @@ class FakeLtx(FakeServer):
         self.uploads: dict[str, Upload] = {}
         self.out_of_credit = False
         self.fail_with: tuple[str, str] | None = None  # (error type, message) for new jobs
+        self.filtered_words: tuple[str, ...] = ()  # prompts with one: 422 at submit
         self.request_ids: list[str] = []
         self._clips: dict[str, bytes] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-ltx-")
@@ -321,6 +322,8 @@ class FakeLtx(FakeServer):
             seconds = await asyncio.to_thread(self._validate, endpoint, body)
         except Refused as exc:
             return self.error_response(exc.status, exc.message)
+        if any(word in str(body.get("prompt", "")).lower() for word in self.filtered_words):
+            return self.error_response(422, "Prompt rejected by safety filter")
         if self.out_of_credit:
             return self.error_response(402, "Insufficient credits. Top up at console.ltx.io")
         job = self.new_job({"endpoint": endpoint, "body": body, "seconds": seconds})

@@ -18,6 +18,7 @@ from bot.jobs.tracker import MSG_GONE, MSG_OUT_OF_CREDIT
 from bot.media import save_input_audio, save_input_image, save_source_clip
 from bot.moderation import recent_entries
 from bot.providers.base import (
+    MSG_CONTENT_REFUSED,
     EditSpec,
     InvalidRequestError,
     NegotiatedRequest,
@@ -177,7 +178,7 @@ async def test_out_of_credit_is_refunded_and_told_to_the_admins(
     assert ended == [("failed", MSG_OUT_OF_CREDIT)]
     assert await ledger_kinds(db, job_id) == ["reserve", "refund"]
     assert len(submits(fake)) == 1  # never retried
-    entries = await recent_entries(db, 10)
+    entries = await recent_entries(db, 10, limit=10)  # (guild 10: the test jobs)
     account = [e for e in entries if e.kind == "provider_account"]
     assert len(account) == 1 and account[0].job_id == job_id
     assert "402" in account[0].summary and "not charged" in account[0].summary
@@ -200,7 +201,8 @@ async def test_failed_and_expired_jobs(fake, provider, db, tmp_path) -> None:
     req = provider.negotiate(VideoRequest(prompt="bad", provider="ltx", duration=6))
     sink, (job_id,) = await run_jobs(db, tmp_path / "data", provider, req)
     ((outcome, reason),) = [a for k, j, a in sink.events if k == "ended" and j == job_id]
-    assert outcome == "failed" and "safety filter" in reason
+    assert outcome == "failed" and reason == MSG_CONTENT_REFUSED
+    await _assert_refused_by_filter(db, job_id)
     fake.fail_with = None
     fake.job_seconds = 30
     sink = RecordingSink()
@@ -296,3 +298,31 @@ async def test_check_reports_the_key(fake, client) -> None:
     assert (await good.check()).ok
     bad = await LtxProvider(client, api_key="wrong", base_url=fake.base_url).check()
     assert not bad.ok and "wrong" not in bad.detail
+
+
+async def _assert_refused_by_filter(db: Any, job_id: int) -> None:
+    """A safety-filter refusal: refunded in full, nothing billed, a refusal in the audit log."""
+    assert await ledger_kinds(db, job_id) == ["reserve", "refund"]
+    spent = await db.fetchval("SELECT SUM(cost_usd) FROM quota_ledger WHERE job_id = ?", (job_id,))
+    assert spent == pytest.approx(0.0)  # reserved and given back: no spend counted
+    refusals = [
+        e
+        for e in await recent_entries(db, 10, limit=20)
+        if e.kind == "refusal" and e.job_id == job_id
+    ]
+    assert len(refusals) == 1 and "safety filter" in refusals[0].summary
+    assert refusals[0].data["reason"] == "provider_filter"
+
+
+async def test_safety_filter_refusal_at_submit_charges_nothing(
+    fake, provider, db, tmp_path
+) -> None:
+    """The LTX API's 422 `content_filtered_error` at submit: one try, the member is told to
+    change the prompt, the job is refunded with nothing billed and the moderators see it."""
+    fake.filtered_words = ("forbidden",)
+    req = provider.negotiate(VideoRequest(prompt="a forbidden scene", provider="ltx", duration=6))
+    sink, (job_id,) = await run_jobs(db, tmp_path / "data", provider, req)
+    ended = [args for kind, j, args in sink.events if kind == "ended" and j == job_id]
+    assert ended == [("failed", MSG_CONTENT_REFUSED)]
+    assert len(submits(fake)) == 1  # a refusal is not retried
+    await _assert_refused_by_filter(db, job_id)

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 from bot import quota
 from bot.jobs.tracker.entry import Entry
-from bot.moderation.audit import audit_provider_account
+from bot.moderation.audit import audit_provider_account, audit_provider_refusal
 from bot.providers.base import (
     AuthenticationError,
+    ContentRefusedError,
     InsufficientCreditsError,
     JobNotFoundError,
     ProviderError,
@@ -82,9 +83,11 @@ class Endings:
         reason: str,
         member: str,
         account_problem: str | None = None,
+        refused_at: str | None = None,
     ) -> None:
         """Failed / cancelled / expired: status change and refund in one transaction (with
-        the admins' mod-log entry when the provider's account is the problem)."""
+        the admins' mod-log entry when the provider's account is the problem, or the
+        moderators' when its safety filter refused the job at stage `refused_at`)."""
         t = self.tracker
         now = t.clock()
         try:
@@ -105,6 +108,10 @@ class Endings:
                         ),
                         now=now,
                         error=account_problem,
+                    )
+                if refused_at is not None:
+                    await audit_provider_refusal(
+                        conn, fresh, message=member, stage=refused_at, now=now
                     )
         except InvalidTransitionError as exc:
             log.info("job %s: not ended as %s (%s)", job.id, status, exc)
@@ -147,6 +154,17 @@ class Endings:
                 Status.FAILED,
                 reason=f"authentication error: {exc}",
                 member=MSG_MISCONFIGURED,
+            )
+        elif isinstance(exc, ContentRefusedError):
+            # Refused before anything was made: refunded in full, billed nothing (the job
+            # never reached `downloading`), and the moderators see it in the mod-log.
+            await self.end(
+                entry,
+                job,
+                Status.FAILED,
+                reason=f"refused by the provider's safety filter at {stage}: {exc}",
+                member=exc.message,
+                refused_at=stage,
             )
         elif isinstance(exc, JobNotFoundError):
             await self.end(

@@ -276,6 +276,8 @@ class Steps:
         now = t.clock()
         submitted_at = job.submitted_at or now
         fields = _merge_provider_report(job, status.adjustments, None)
+        if status.nsfw:  # the provider's own verdict on the clip, for the safety check
+            fields["provider_flagged"] = True
         async with t.db.transaction() as conn:
             entry.job = await store.transition(
                 conn,

@@ -23,6 +23,7 @@ import httpx
 
 from bot.providers.base import (
     AuthenticationError,
+    ContentRefusedError,
     InsufficientCreditsError,
     InvalidRequestError,
     JobFailedError,
@@ -149,6 +150,8 @@ def raise_for_status(
     detail = f": {message}" if message else ""
     retry_after = parse_retry_after(headers.get("retry-after"))
     lowered = (message or "").lower()
+    if kind == "content_filtered_error":  # the LTX API's safety filter (HTTP 422)
+        raise ContentRefusedError(status_code=status)
     if status in (400, 413, 422) or (status == 403 and "moderation" in lowered):
         raise InvalidRequestError(f"{label} refused the request{detail}", status_code=status)
     if status in (401, 403):

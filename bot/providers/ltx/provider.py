@@ -27,6 +27,7 @@ from bot.pricing import DEFAULT_LTX_RATES, LTX_FAST, LtxRates, ltx_price_per_sec
 from bot.providers.base import (
     AuthenticationError,
     CheckResult,
+    ContentRefusedError,
     InsufficientCreditsError,
     InvalidRequestError,
     JobNotFoundError,
@@ -299,11 +300,8 @@ class LtxProvider:
             if kind == "insufficient_funds_error":
                 raise InsufficientCreditsError(MSG_OUT_OF_CREDIT, status_code=402)
             if kind == "content_filtered_error":
-                reason = (
-                    "LTX's safety filter rejected the prompt or an input; change it and try again"
-                )
-            else:
-                reason = message or "the video service could not make this video"
+                raise ContentRefusedError(status_code=422)
+            reason = message or "the video service could not make this video"
             return JobStatus(state=JobState.FAILED, failure_reason=reason)
         if state is JobState.COMPLETED:
             url = answer.video_url()
