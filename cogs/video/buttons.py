@@ -50,7 +50,11 @@ class JobButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = _cog(interaction)
-        press = {"cancel": cog.press_cancel, "again": cog.press_again, "delete": cog.press_delete}
+        press = {
+            "cancel": cog.presses.cancel,
+            "again": cog.presses.again,
+            "delete": cog.presses.delete,
+        }
         if self.action in ("extend", "retake"):
             await cog.edits.press_edit(interaction, self.job_id, self.action)
             return

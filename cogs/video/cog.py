@@ -28,9 +28,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import media, moderation
+from bot import media
 from bot.db import utcnow
-from bot.jobs import JobRecord, SourceMessage
+from bot.jobs import SourceMessage
 from bot.jobs.failover import Plan
 from bot.jobs.service import NoProviderAvailable, Requester, RequestRefused
 from bot.limits import CLIP_SECONDS
@@ -43,6 +43,7 @@ from cogs.video.delivery import ClipDelivery
 from cogs.video.edits import EditFlow
 from cogs.video.inputs import attachment_problem, save_input
 from cogs.video.offer import OFFER_TIMEOUT, offer_alternative
+from cogs.video.presses import ResultPresses
 from cogs.video.safety import HoldButton
 from cogs.video.status import Live, StatusBoard
 
@@ -64,12 +65,6 @@ PERMISSION_NAMES = {
     "embed_links": "Embed Links",
     "read_message_history": "Read Message History",
 }
-
-
-def is_moderator(interaction: discord.Interaction) -> bool:
-    """Manage Messages / Manage Server / Administrator in this channel (Discord-computed)."""
-    perms = interaction.permissions
-    return bool(perms.manage_messages or perms.manage_guild or perms.administrator)
 
 
 def missing_permissions(interaction: discord.Interaction) -> list[str]:
@@ -95,6 +90,7 @@ class VideoCog(commands.Cog):
         self.delivery = ClipDelivery(bot, self.status)
         self.offer_timeout = OFFER_TIMEOUT  # seconds an alternative provider is offered
         self.edits = EditFlow(self)
+        self.presses = ResultPresses(self)
         if not any(p.limits.supports_soundtrack for p in bot.providers.values()):
             # Offered only when a configured provider makes clips to a soundtrack: the
             # option leaves the command's schema (discord.py has no public remover).
@@ -373,120 +369,3 @@ class VideoCog(commands.Cog):
         ][:25]
 
     # ----- buttons --------------------------------------------------------------------
-
-    async def _job_for_owner_or_moderator(
-        self, interaction: discord.Interaction, job_id: int, verb: str
-    ) -> tuple[JobRecord, bool] | None:
-        """Defer, load the job and check the presser may `verb` it: (job, is_owner) or None
-        after telling them why not."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await self.bot.service.job(job_id)
-        if job is None:
-            await send_ephemeral(interaction, "That job no longer exists.")
-            return None
-        is_owner = interaction.user.id == job.user_id
-        if not is_owner and not is_moderator(interaction):
-            await send_ephemeral(
-                interaction,
-                f"Only the member who asked for this video (or a moderator) can {verb} it.",
-            )
-            return None
-        return job, is_owner
-
-    async def press_cancel(self, interaction: discord.Interaction, job_id: int) -> None:
-        allowed = await self._job_for_owner_or_moderator(interaction, job_id, "cancel")
-        if allowed is None:
-            return
-        job, is_owner = allowed
-        reason = "stopped by the member who asked for it" if is_owner else "stopped by a moderator"
-        ok = await self.bot.service.cancel(job_id, by=interaction.user.id, reason=reason)
-        if ok and not is_owner:
-            await self._audit(interaction, job, moderation.KIND_CANCEL, f"job {job_id} {reason}")
-        await send_ephemeral(
-            interaction,
-            f"Job {job_id} cancelled; nothing was charged."
-            if ok
-            else f"Job {job_id} can't be cancelled any more (it has finished or is being posted).",
-        )
-
-    async def press_again(self, interaction: discord.Interaction, job_id: int) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        problem = self.precheck(interaction, {}, None)
-        if problem is not None:
-            await send_ephemeral(interaction, problem)
-            return
-        job = await self.bot.service.job(job_id)
-        if job is None:
-            await send_ephemeral(interaction, "That job no longer exists.")
-            return
-        req = job.request
-        inputs: dict[str, bytes] = {}
-        if req.edit is not None:
-            await send_ephemeral(
-                interaction, "This clip is an edit: press **Extend** or **Retake** on it instead."
-            )
-            return
-        if req.image is not None or req.first_frame is not None or req.soundtrack is not None:
-            if interaction.user.id != job.user_id:
-                # Someone else's pictures are theirs: only a text clip can be redone by others.
-                await send_ephemeral(
-                    interaction,
-                    "**Again** reuses the original member's images, so only they can press it "
-                    "for this clip. Run `/video` with your own images instead.",
-                )
-                return
-            kept = await asyncio.to_thread(self.bot.service.kept_inputs, job_id)
-            if not kept:
-                await send_ephemeral(
-                    interaction,
-                    "The input images of that job are no longer kept, so **Again** can't reuse "
-                    "them. Run `/video` again with your images.",
-                )
-                return
-            inputs = kept
-        options = {
-            "duration": req.duration,
-            "resolution": req.resolution,
-            "fps": req.fps,
-            "audio": req.audio,
-            "seed": None,  # a new random one (when the provider takes seeds)
-        }
-        await self.start_job(
-            interaction, req.prompt, req.provider, options, inputs, source=job.source
-        )
-
-    async def press_delete(self, interaction: discord.Interaction, job_id: int) -> None:
-        allowed = await self._job_for_owner_or_moderator(interaction, job_id, "delete")
-        if allowed is None:
-            return
-        job, is_owner = allowed
-        message = interaction.message
-        try:
-            if message is not None:
-                await message.delete()
-        except discord.NotFound:
-            pass
-        except discord.HTTPException:
-            await send_ephemeral(interaction, "I couldn't delete that message; try again.")
-            return
-        who = "the requester" if is_owner else "a moderator"
-        await self._audit(
-            interaction,
-            job,
-            moderation.KIND_DELETE,
-            f"video of job {job_id} deleted by {who}",
-            message_id=message.id if message else None,
-        )
-        await send_ephemeral(interaction, f"Deleted the video of job {job_id}.")
-
-    async def _audit(
-        self,
-        interaction: discord.Interaction,
-        job: JobRecord,
-        kind: str,
-        summary: str,
-        **data: Any,
-    ) -> None:
-        await moderation.audit_job_action(
-            self.bot.db, job, kind=kind, summary=summary, actor_id=interaction.user.id, **data
-        )

@@ -16,6 +16,7 @@ import discord
 
 from bot.jobs import JobRecord
 from bot.providers.base import Operation
+from cogs.ui.checks import is_moderator
 from cogs.video.common import send_ephemeral
 
 if TYPE_CHECKING:
@@ -132,7 +133,6 @@ class EditFlow:
         return self.cog.bot
 
     def _may_edit(self, interaction: discord.Interaction, job: JobRecord) -> bool:
-        from cogs.video.cog import is_moderator
 
         return interaction.user.id == job.user_id or is_moderator(interaction)
 

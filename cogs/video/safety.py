@@ -24,6 +24,7 @@ from bot.db import utcnow
 from bot.errors import ClipHeldError, PermanentPostError
 from bot.jobs import JobRecord
 from bot.safety import ClipCheck
+from cogs.ui.checks import is_moderator
 from cogs.ui.modlog import inert
 from cogs.video.common import NO_MENTIONS
 
@@ -90,7 +91,6 @@ def hold_view(job_id: int) -> discord.ui.View:
 
 
 async def press_hold(interaction: discord.Interaction, action: str, job_id: int) -> None:
-    from cogs.video.cog import is_moderator  # the cog imports this module
 
     await interaction.response.defer(ephemeral=True, thinking=True)
     if not is_moderator(interaction):
