@@ -3,6 +3,7 @@
 - `images`: check an uploaded image (Pillow) and save it as an `InputImage`;
 - `render`: draw the simulator's MP4 (PyAV);
 - `video`: `probe` a clip and `fit_to_size` for an upload limit (PyAV);
+- `poster`: a clip's poster frame as a small JPEG (PyAV + Pillow), for the mod-log;
 - `output`: temporary files, encoder threads and audio rate shared by `render` and `video`;
 - `errors`: `MediaError`, whose `message` says what the member can change.
 
@@ -19,6 +20,7 @@ from bot.media.images import (
     check_image_bytes,
     save_input_image,
 )
+from bot.media.poster import poster_jpeg
 from bot.media.render import render_clip
 from bot.media.video import (
     VideoInfo,
@@ -35,6 +37,7 @@ __all__ = [
     "VideoInfo",
     "check_image_bytes",
     "fit_to_size",
+    "poster_jpeg",
     "probe",
     "render_clip",
     "save_input_image",

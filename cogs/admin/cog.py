@@ -106,7 +106,7 @@ class AdminCog(commands.Cog):
         self.videoadmin.add_command(allowance_group)
 
     async def cog_load(self) -> None:
-        self.bot.modlog.poster = make_poster(self.bot)
+        self.bot.modlog.poster = make_poster(self.bot, self.bot.modlog.attachment)
 
     async def cog_unload(self) -> None:
         self.bot.modlog.poster = None
