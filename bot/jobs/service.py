@@ -341,6 +341,12 @@ class VideoService:
 
     # ----- what the Discord side reads and remembers about a job ----------------------
 
+    async def unfinished_in(self, guild_id: int) -> list[tuple[JobRecord, int | None]]:
+        """The guild's unfinished jobs, oldest first, each with its 1-based place in its
+        provider's queue (None once it left the queue: with the provider, or posting)."""
+        active = await job_store.list_active(self.db)
+        return [(j, self.queue_position(j.id)) for j in active if j.guild_id == guild_id]
+
     async def job(self, job_id: int) -> JobRecord | None:
         return await job_store.get_job(self.db, job_id)
 
