@@ -62,7 +62,7 @@ def sample_rows(rng: random.Random) -> tuple[list[JobUsageRow], list[RefusalRow]
 
 
 def main() -> None:
-    jobs, refusals = sample_rows(random.Random(16))
+    jobs, refusals = sample_rows(random.Random(16))  # noqa: S311 (made-up data)
     report = build_report(
         guild_id=1,
         member_id=None,

@@ -77,9 +77,7 @@ def queue_embed(items: Sequence[tuple[JobRecord, int | None]], now: datetime) ->
             break
         text += ("\n" if text else "") + line
     embed.description = text
-    embed.set_footer(
-        text=f"{len(items)} unfinished job(s) · Cancel refunds the member · as of"
-    )
+    embed.set_footer(text=f"{len(items)} unfinished job(s) · Cancel refunds the member · as of")
     return embed
 
 
@@ -101,9 +99,7 @@ async def _render(client: Any, guild_id: int) -> tuple[discord.Embed, discord.ui
     return queue_embed(items, utcnow()), queue_view(items)
 
 
-class QueueRefresh(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:queue:refresh"
-):
+class QueueRefresh(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"ltx:queue:refresh"):
     """Re-read the queue into the same message (works after a restart too)."""
 
     def __init__(self) -> None:
