@@ -70,8 +70,9 @@ async def test_usage_chart_and_csv_match_the_ledger(video_bot: Any, failing_volc
         await v.private(
             await v.command({"usd": 40.0}, name="videoadmin allowance budget", user_id=w.admin_id)
         )
+        blockword = {"term": "forbidden"}
         await v.private(
-            await v.command({"term": "forbidden"}, name="videoadmin blockword add", user_id=w.admin_id)
+            await v.command(blockword, name="videoadmin blockword add", user_id=w.admin_id)
         )
         for prompt, duration in (("a red kite", 4), ("a blue boat", 6)):
             await v.status(await v.command({"prompt": prompt, "duration": duration}))
@@ -102,7 +103,7 @@ async def test_usage_chart_and_csv_match_the_ledger(video_bot: Any, failing_volc
         assert "failure rate 33%" in text and "1 refused" in text
         fields = {f["name"]: f["value"] for f in embed["fields"]}
         assert f"<@{w.user_id}> — 10 s (2 clip(s))" in fields["Top members by seconds"]
-        assert f"of $40.00 this month" in fields["Monthly budget"]
+        assert "of $40.00 this month" in fields["Monthly budget"]
 
         exported = await v.command({"days": 7}, name=USAGE_EXPORT, user_id=w.admin_id)
         msg = await exported.wait_for_original(lambda m: bool(m.attachments), 20)
