@@ -1,6 +1,6 @@
 """Writes docs/usage-sample.png: the /videoadmin usage chart for 30 made-up days.
 
-    python docs/make_sample_chart.py
+    python docs/make_sample_chart.py [OUT.png]
 
 The rows are invented (a fixed random seed, so the picture is the same on every run) but
 go through the bot's own aggregation (`bot.reports.build_report`) and renderer
@@ -10,6 +10,7 @@ go through the bot's own aggregation (`bot.reports.build_report`) and renderer
 from __future__ import annotations
 
 import random
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def sample_rows(rng: random.Random) -> tuple[list[JobUsageRow], list[RefusalRow]
     return jobs, refusals
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     jobs, refusals = sample_rows(random.Random(16))  # noqa: S311 (made-up data)
     report = build_report(
         guild_id=1,
@@ -72,9 +73,9 @@ def main() -> None:
         refusals=refusals,
         budget_usd=150.0,
     )
-    OUT.write_bytes(render_usage_png(report, "Video usage · Example Server · last 30 days"))
-    print(f"wrote {OUT} ({OUT.stat().st_size:,} bytes): {report.summary()}")
+    out.write_bytes(render_usage_png(report, "Video usage · Example Server · last 30 days"))
+    print(f"wrote {out} ({out.stat().st_size:,} bytes): {report.summary()}")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT)
