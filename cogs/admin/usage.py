@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ from bot.db import utcnow
 from bot.reports import MemberUsage, UsageReport
 from cogs.ui.checks import require_manage_guild
 from cogs.ui.modlog import clip
+
+log = logging.getLogger(__name__)
 
 NONE = discord.AllowedMentions.none()
 CHART_FILENAME = "usage.png"
@@ -45,7 +48,8 @@ def _top_lines(members: Sequence[MemberUsage], *, by: str) -> str:
 
 def usage_embed(report: UsageReport, *, title: str) -> discord.Embed:
     """The `show` answer around the chart (pure)."""
-    embed = discord.Embed(title=clip(title, 256), colour=discord.Colour.blurple())
+    safe = discord.utils.escape_markdown(title)
+    embed = discord.Embed(title=clip(safe, 256), colour=discord.Colour.blurple())
     embed.description = report.summary()
     if report.member_id is None:
         embed.add_field(
@@ -107,7 +111,17 @@ async def show(
         return
     guild, report = found
     title = _label(guild, member, days)
-    png = await asyncio.to_thread(reports.render_usage_png, report, title)
+    try:
+        png = await asyncio.to_thread(reports.render_usage_png, report, title)
+    except Exception:
+        log.exception("drawing the usage chart of guild %s failed", guild.id)
+        await interaction.followup.send(
+            f"The chart could not be drawn ({report.summary()}). "
+            "`/videoadmin usage export` gives the same numbers as CSV.",
+            ephemeral=True,
+            allowed_mentions=NONE,
+        )
+        return
     await interaction.followup.send(
         embed=usage_embed(report, title=title),
         file=discord.File(io.BytesIO(png), filename=CHART_FILENAME),
