@@ -80,7 +80,7 @@ async def main() -> None:
         await fill(db, args.jobs, args.days, now)
         render_usage_png(await usage_report(db, GUILD, days=7, now=now), "warm-up")
         print(f"{args.jobs:,} jobs over {args.days} days, one guild\n")
-        print("| days | report query + aggregation (ms) | chart (ms) | PNG bytes |")
+        print("| days | report queries + assembly (ms) | chart (ms) | PNG bytes |")
         print("|---|---|---|---|")
         for days in (30, 90, 366):
             samples = []

@@ -1,8 +1,9 @@
 """Usage over the last N days: per day and provider, per member, and a one-line summary.
 
-`build_report` is pure (rows in, report out); `usage_report` reads the rows
-(`bot.store.reports`) and the guild's budget. Days are UTC calendar days ending today; a
-job counts on the day it was admitted (as in the ledger and the monthly spend):
+`build_report` is pure (grouped rows in, report out); `usage_report` reads the groups
+(`bot.store.reports`, grouped in SQL) and the guild's budget. Days are UTC calendar days
+ending today; a job counts on the day it was admitted (as in the ledger and the monthly
+spend):
 
 - seconds: seconds of video of the clips delivered (what their settle charged, unweighted);
 - spend: the net of each job's ledger entries, so a refunded job counts only what the
@@ -15,16 +16,15 @@ from __future__ import annotations
 
 import csv
 import io
-import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from bot.store import guilds as guild_store
 from bot.store import reports as store
 from bot.store._conn import DbOrConn
-from bot.store.reports import JobUsageRow, RefusalRow
+from bot.store.reports import DayGroup, MemberGroup
 
 FAILED = frozenset({"failed", "expired"})
 TOP_MEMBERS = 5
@@ -143,49 +143,38 @@ def build_report(
     member_id: int | None,
     first_day: date,
     last_day: date,
-    jobs: Sequence[JobUsageRow],
-    refusals: Sequence[RefusalRow],
+    groups: Sequence[DayGroup],
+    members: Sequence[MemberGroup],
+    refusals: Mapping[date, int],
+    median_time_to_clip_s: float | None,
     budget_usd: float | None,
 ) -> UsageReport:
-    """Aggregate the rows. `jobs` may start before `first_day` (from the 1st of its month,
-    for month-to-date spend); only days from `first_day` are reported."""
-    by_day: dict[date, list[JobUsageRow]] = defaultdict(list)
-    for job in jobs:
-        by_day[job.created_at.astimezone(UTC).date()].append(job)
-    refused: dict[date, int] = defaultdict(int)
-    for row in refusals:
-        refused[row.at.astimezone(UTC).date()] += 1
-
+    """Assemble the report. `groups` may start before `first_day` (from the 1st of its
+    month, for month-to-date spend); only days from `first_day` are reported."""
+    by_day: dict[date, list[DayGroup]] = defaultdict(list)
+    for group in groups:
+        by_day[group.day].append(group)
     month_spend: dict[tuple[int, int], float] = defaultdict(float)
     for day in sorted(d for d in by_day if d < first_day):
-        month_spend[(day.year, day.month)] += sum(j.spend_usd for j in by_day[day])
+        month_spend[(day.year, day.month)] += sum(g.spend_usd for g in by_day[day])
 
     out: list[DayUsage] = []
     provider_seconds: dict[str, float] = defaultdict(float)
-    members: dict[int, list[float]] = {}
-    waits: list[float] = []
     day = first_day
     while day <= last_day:
-        todays = by_day.get(day, [])
         seconds: dict[str, float] = defaultdict(float)
         clips = failures = cancelled = 0
         spend = 0.0
-        for job in todays:
-            spend += job.spend_usd
-            totals = members.setdefault(job.user_id, [0, 0.0, 0.0])
-            totals[2] += job.spend_usd
-            if job.status == "delivered":
-                clips += 1
-                seconds[job.provider] += job.seconds
-                provider_seconds[job.provider] += job.seconds
-                totals[0] += 1
-                totals[1] += job.seconds
-                if job.finished_at is not None:
-                    waits.append((job.finished_at - job.created_at).total_seconds())
-            elif job.status in FAILED:
-                failures += 1
-            elif job.status == "cancelled":
-                cancelled += 1
+        for g in by_day.get(day, []):
+            spend += g.spend_usd
+            if g.status == "delivered":
+                clips += g.jobs
+                seconds[g.provider] += g.seconds
+                provider_seconds[g.provider] += g.seconds
+            elif g.status in FAILED:
+                failures += g.jobs
+            elif g.status == "cancelled":
+                cancelled += g.jobs
         month = (day.year, day.month)
         month_spend[month] += spend
         out.append(
@@ -197,14 +186,14 @@ def build_report(
                 month_to_date_usd=month_spend[month],
                 failures=failures,
                 cancelled=cancelled,
-                refusals=refused.get(day, 0),
+                refusals=refusals.get(day, 0),
             )
         )
         day += timedelta(days=1)
 
     people = [
-        MemberUsage(user_id=uid, clips=int(t[0]), seconds=t[1], spend_usd=t[2])
-        for uid, t in members.items()
+        MemberUsage(user_id=m.user_id, clips=m.clips, seconds=m.seconds, spend_usd=m.spend_usd)
+        for m in members
     ]
     return UsageReport(
         guild_id=guild_id,
@@ -220,7 +209,7 @@ def build_report(
         top_by_spend=sorted(
             (m for m in people if m.spend_usd > 0.005), key=lambda m: (-m.spend_usd, m.user_id)
         )[:TOP_MEMBERS],
-        median_time_to_clip_s=statistics.median(waits) if waits else None,
+        median_time_to_clip_s=median_time_to_clip_s,
     )
 
 
@@ -229,22 +218,23 @@ async def usage_report(
 ) -> UsageReport:
     """The guild's (or one member's) usage over the last `days` days up to `now`."""
     first, last = day_range(days, now)
-    month_start = first.replace(day=1)
-    until = _start(last + timedelta(days=1))
-    jobs = await store.job_usage(
-        db, guild_id, since=_start(month_start), until=until, user_id=member_id
-    )
-    refused = await store.refusals(
-        db, guild_id, since=_start(first), until=until, user_id=member_id
-    )
+    since, until = _start(first), _start(last + timedelta(days=1))
+    u = member_id
+    month_start = _start(first.replace(day=1))
+    groups = await store.day_groups(db, guild_id, since=month_start, until=until, user_id=u)
+    members = await store.member_groups(db, guild_id, since=since, until=until, user_id=u)
+    median = await store.median_time_to_clip(db, guild_id, since=since, until=until, user_id=u)
+    refused = await store.refusals_per_day(db, guild_id, since=since, until=until, user_id=u)
     settings = await guild_store.get_guild_settings(db, guild_id)
     return build_report(
         guild_id=guild_id,
         member_id=member_id,
         first_day=first,
         last_day=last,
-        jobs=jobs,
+        groups=groups,
+        members=members,
         refusals=refused,
+        median_time_to_clip_s=median,
         budget_usd=settings.monthly_budget_usd,
     )
 

@@ -21,96 +21,99 @@ from bot.reports import build_report, daily_csv, render_usage_png
 from bot.store import guilds as guild_store
 from bot.store import jobs as job_store
 from bot.store.jobs import Status
-from bot.store.reports import JobUsageRow, RefusalRow
+from bot.store.reports import DayGroup, MemberGroup
 from tests.unit.test_tracker_support import make_request
 
 G = 1
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def row(
-    job_id: int,
-    at: datetime,
+def group(
+    day: date,
     *,
-    user: int = 7,
     provider: str = "bytecompute",
     status: str = "delivered",
+    jobs: int = 1,
     seconds: float = 5.0,
     spend: float = 0.3,
-    wait: float = 60.0,
-) -> JobUsageRow:
-    return JobUsageRow(
-        job_id=job_id,
-        user_id=user,
-        provider=provider,
-        status=status,
-        seconds=seconds,
-        created_at=at,
-        finished_at=at + timedelta(seconds=wait),
-        spend_usd=spend,
-        charged_seconds=seconds if status == "delivered" else 0.0,
+) -> DayGroup:
+    return DayGroup(
+        day=day, provider=provider, status=status, jobs=jobs, seconds=seconds, spend_usd=spend
     )
 
 
-def at(day: int, hour: int = 12, month: int = 6) -> datetime:
-    return datetime(2025, month, day, hour, tzinfo=UTC)
+def d(day: int, month: int = 6) -> date:
+    return date(2025, month, day)
 
 
-def report_of(jobs, refusals=(), *, first=date(2025, 6, 28), last=date(2025, 7, 2), budget=None):
+def report_of(
+    groups,
+    members=(),
+    refusals=None,
+    *,
+    first=date(2025, 6, 28),
+    last=date(2025, 7, 2),
+    budget=None,
+    median=None,
+):
     return build_report(
         guild_id=G,
         member_id=None,
         first_day=first,
         last_day=last,
-        jobs=jobs,
-        refusals=list(refusals),
+        groups=groups,
+        members=list(members),
+        refusals=refusals or {},
+        median_time_to_clip_s=median,
         budget_usd=budget,
     )
 
 
-# ----- aggregation (pure) ---------------------------------------------------------------
+# ----- assembling the report (pure) -----------------------------------------------------
 
 
 def test_days_providers_and_summary() -> None:
-    jobs = [
-        row(1, at(28, 1), provider="bytecompute", seconds=4, spend=0.24, wait=30),
-        row(2, at(28, 23), provider="leonardo", seconds=6, spend=0.5, wait=90, user=8),
-        row(3, at(29), status="failed", spend=0.0),
-        row(4, at(29), status="expired", spend=0.0),
-        row(5, at(30), status="cancelled", spend=0.1, user=9),  # billed anyway
-        row(6, at(30), seconds=10, spend=0.6, wait=150),
+    groups = [
+        group(d(28), provider="bytecompute", seconds=4, spend=0.24),
+        group(d(28), provider="leonardo", seconds=6, spend=0.5),
+        group(d(29), status="failed", spend=0.0),
+        group(d(29), status="expired", spend=0.0),
+        group(d(30), status="cancelled", spend=0.1),  # billed anyway
+        group(d(30), jobs=2, seconds=10, spend=0.6),
     ]
-    refusals = [RefusalRow(user_id=7, at=at(29, 3), reason="allowance")]
-    r = report_of(jobs, refusals)
-    assert [d.day for d in r.days] == [date(2025, 6, 28) + timedelta(days=i) for i in range(5)]
+    members = [
+        MemberGroup(user_id=7, clips=3, seconds=14, spend_usd=0.84),
+        MemberGroup(user_id=8, clips=1, seconds=6, spend_usd=0.5),
+        MemberGroup(user_id=9, clips=0, seconds=0, spend_usd=0.1),
+    ]
+    r = report_of(groups, members, {d(29): 1}, median=90)
+    assert [x.day for x in r.days] == [d(28) + timedelta(days=i) for i in range(5)]
     first = r.days[0]
     assert first.seconds_by_provider == {"bytecompute": 4, "leonardo": 6}
     assert (first.clips, first.spend_usd) == (2, pytest.approx(0.74))
     assert (r.days[1].failures, r.days[1].refusals, r.days[1].clips) == (2, 1, 0)
-    assert (r.days[2].cancelled, r.days[2].failures) == (1, 0)
+    assert (r.days[2].cancelled, r.days[2].failures, r.days[2].clips) == (1, 0, 2)
     assert r.providers == ["bytecompute", "leonardo"]  # most seconds first
-    assert (r.clips, r.seconds, r.failures, r.refusals) == (3, 20, 2, 1)
+    assert (r.clips, r.seconds, r.failures, r.refusals) == (4, 20, 2, 1)
     assert r.spend_usd == pytest.approx(1.44)
-    assert r.failure_rate == pytest.approx(2 / 5)
-    assert r.median_time_to_clip_s == 90
+    assert r.failure_rate == pytest.approx(2 / 6)
     assert r.summary() == (
-        "3 clip(s) · 20 s of video · $1.44 spent · failure rate 40% · "
+        "4 clip(s) · 20 s of video · $1.44 spent · failure rate 33% · "
         "median time to clip 1.5 min · 1 refused"
     )
-    assert [m.user_id for m in r.top_by_seconds] == [7, 8]  # 14 s, 6 s; 9 made nothing
+    assert [m.user_id for m in r.top_by_seconds] == [7, 8]  # 9 made nothing
     assert [m.user_id for m in r.top_by_spend] == [7, 8, 9]
-    assert r.top_by_seconds[0].clips == 2 and r.top_by_seconds[0].seconds == 14
 
 
 def test_month_to_date_counts_earlier_days_of_the_month_and_restarts_on_the_first() -> None:
-    jobs = [
-        row(1, at(2), spend=5.0),  # before the range, same month: month-to-date only
-        row(2, at(29), spend=1.0),
-        row(3, at(1, month=7), spend=2.0),
-        row(4, at(2, month=7), spend=0.5),
+    groups = [
+        group(d(2), spend=5.0),  # before the range, same month: month-to-date only
+        group(d(29), spend=1.0),
+        group(d(1, 7), spend=2.0),
+        group(d(2, 7), spend=0.5),
     ]
-    r = report_of(jobs, budget=10.0)
-    mtd = [d.month_to_date_usd for d in r.days]
+    r = report_of(groups, budget=10.0)
+    mtd = [x.month_to_date_usd for x in r.days]
     assert mtd == pytest.approx([5.0, 6.0, 6.0, 2.0, 2.5])
     assert r.spend_usd == pytest.approx(3.5)  # the range only
     assert r.clips == 3
@@ -124,11 +127,11 @@ def test_an_empty_range() -> None:
 
 
 def test_daily_csv_parses_and_matches_the_report() -> None:
-    jobs = [row(1, at(28), seconds=4, spend=0.25), row(2, at(30), provider="leonardo")]
-    r = report_of(jobs, [RefusalRow(user_id=None, at=at(30), reason=None)])
+    groups = [group(d(28), seconds=4, spend=0.25), group(d(30), provider="leonardo")]
+    r = report_of(groups, refusals={d(30): 1})
     rows = list(csv.DictReader(io.StringIO(daily_csv(r).decode())))
     assert list(rows[0]) == [*reports.CSV_COLUMNS, "seconds_leonardo", "seconds_bytecompute"]
-    assert [x["day"] for x in rows] == [d.day.isoformat() for d in r.days]
+    assert [x["day"] for x in rows] == [x.day.isoformat() for x in r.days]
     assert rows[0]["seconds_bytecompute"] == "4" and rows[0]["spend_usd"] == "0.2500"
     assert rows[2]["seconds_leonardo"] == "5" and rows[2]["refusals"] == "1"
     assert sum(float(x["spend_usd"]) for x in rows) == pytest.approx(r.spend_usd)
@@ -145,8 +148,8 @@ def decode(png: bytes) -> Image.Image:
 
 
 def test_chart_is_a_png_of_the_stated_size_deterministic_and_follows_the_data() -> None:
-    base = report_of([row(1, at(28))], budget=2.0)
-    more = report_of([row(1, at(28)), row(2, at(30), seconds=30, provider="leonardo")])
+    base = report_of([group(d(28))], budget=2.0)
+    more = report_of([group(d(28)), group(d(30), seconds=30, provider="leonardo")])
     a = render_usage_png(base, "Usage")
     assert render_usage_png(base, "Usage") == a  # same report, same bytes
     assert b"Software" not in a and b"tIME" not in a  # no version or timestamp chunks
@@ -154,7 +157,7 @@ def test_chart_is_a_png_of_the_stated_size_deterministic_and_follows_the_data() 
     assert image.size == (reports.WIDTH_PX, reports.HEIGHT_PX)
     assert ImageChops.difference(image, decode(render_usage_png(more, "Usage"))).getbbox()
     # A long range and a title a mathtext parser would choke on render too.
-    year = report_of([row(1, at(28))], first=date(2024, 7, 3), last=date(2025, 7, 2))
+    year = report_of([group(d(28))], first=date(2024, 7, 3), last=date(2025, 7, 2))
     odd = render_usage_png(year, "Usage · $weird_{name} \\ 100% $")
     assert decode(odd).size == (reports.WIDTH_PX, reports.HEIGHT_PX)
 
@@ -225,7 +228,9 @@ async def test_usage_report_reads_the_ledger(db: Database) -> None:
     net = {x["job_id"]: x["usd"] for x in ledger}
     assert r.spend_usd == pytest.approx(net[a] + net[b] + net[c] + net[d])
     assert r.spend_usd == pytest.approx(0.3 + 0.6 + 0.0 + 0.8)
-    assert r.median_time_to_clip_s == 120
+    assert r.median_time_to_clip_s == pytest.approx(120, abs=0.01)
+    assert [(m.user_id, m.clips, m.seconds) for m in r.top_by_seconds] == [(7, 1, 4.0)]
+    assert [m.user_id for m in r.top_by_spend] == [8, 7]  # 0.6 + 0.8 vs 0.3
     assert r.days[-2].seconds_by_provider == {"fake": 4.0}
     # Month to date is the ledger's monthly spend for the guild.
     spend = await db.fetchone(
@@ -237,3 +242,20 @@ async def test_usage_report_reads_the_ledger(db: Database) -> None:
     mine = await reports.usage_report(db, G, days=7, now=now, member_id=8)
     assert (mine.clips, mine.spend_usd) == (0, pytest.approx(1.4))
     assert [m.user_id for m in mine.top_by_spend] == [8]
+
+
+async def test_median_time_to_clip_over_odd_and_even_counts(db: Database) -> None:
+    now = datetime(2025, 7, 2, 18, tzinfo=UTC)
+    waits = [300, 60, 120]
+    for i, wait in enumerate(waits):
+        start = now - timedelta(hours=i + 1)
+        job = await admit(db, start, user=10 + i, seconds=4, cost=0.1)
+        await finish(db, job, Status.DELIVERED, start + timedelta(seconds=wait), cost=0.1)
+    r = await reports.usage_report(db, G, days=1, now=now)
+    assert r.median_time_to_clip_s == pytest.approx(120, abs=0.01)
+    start = now - timedelta(hours=5)
+    job = await admit(db, start, user=20, seconds=4, cost=0.1)
+    await finish(db, job, Status.DELIVERED, start + timedelta(seconds=200), cost=0.1)
+    r = await reports.usage_report(db, G, days=1, now=now)
+    assert r.median_time_to_clip_s == pytest.approx(160, abs=0.01)
+    assert r.clips == 4 and len(r.top_by_seconds) == 4
