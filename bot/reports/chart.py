@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
+import warnings
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -56,15 +57,15 @@ def provider_colours(providers: list[str]) -> dict[str, str]:
 def render_usage_png(report: UsageReport, title: str) -> bytes:
     """The chart of `report` as PNG bytes, WIDTH_PX × HEIGHT_PX. `title` is drawn as
     plain text (no mathtext), so any member name is safe."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    import matplotlib  # imported here: only the first chart pays for it, not the bot's start
     from matplotlib import dates as mdates
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    with _lock, matplotlib.rc_context(STYLE):  # type: ignore[arg-type]  # (keys: Literal)
+    with _lock, warnings.catch_warnings(), matplotlib.rc_context(STYLE):  # type: ignore[arg-type]
+        # A server or member name with emoji: DejaVu Sans lacks them; draw boxes, don't warn.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
         fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
         FigureCanvasAgg(fig)
         axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2.2, 1.3]})

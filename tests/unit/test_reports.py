@@ -158,7 +158,7 @@ def test_chart_is_a_png_of_the_stated_size_deterministic_and_follows_the_data() 
     assert ImageChops.difference(image, decode(render_usage_png(more, "Usage"))).getbbox()
     # A long range and a title a mathtext parser would choke on render too.
     year = report_of([group(d(28))], first=date(2024, 7, 3), last=date(2025, 7, 2))
-    odd = render_usage_png(year, "Usage · $weird_{name} \\ 100% $")
+    odd = render_usage_png(year, "Usage · $weird_{name} \\ 100% $ 🎬 名前")
     assert decode(odd).size == (reports.WIDTH_PX, reports.HEIGHT_PX)
 
 
