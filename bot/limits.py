@@ -115,6 +115,12 @@ WINDOW_HOURS = Bound(1, 744, "hours in the rolling allowance window", "24")
 # readable in the chart, and the daily CSV stays a few kilobytes.
 USAGE_DAYS = Bound(1, 366, "days of history in a usage chart or export", "30")
 
+# ----- member options: /video duration and the Animate modal's duration ---------------------
+
+# What a member may ask for; the provider snaps it to the lengths it offers (an adjustment
+# shown up front).
+CLIP_SECONDS = Bound(1, 20, "seconds of video in one clip", "5")
+
 # ----- environment-only settings ------------------------------------------------------------
 
 # At most the simulator's job expiry (`bot.providers.simulator.JOB_EXPIRY`, 24 h): a longer
@@ -133,4 +139,11 @@ USD_PER_SECOND = Bound(0, LARGEST, "USD per second of 1080p video, for quotes", 
 # which then kills the process anyway, and the in-flight work resumes after the restart.
 SHUTDOWN_GRACE_SECONDS = Bound(
     0, 600, "seconds in-flight submissions and uploads may finish at shutdown", "20"
+)
+
+# At least 30 s: the shared HTTP client waits 30 s for an answer (`make_http_client`), so a
+# shorter silence would call a provider failing while its call is still within its timeout.
+# At most a day: the longest a job may wait at a provider (`max_job_age_seconds`).
+PROVIDER_NO_ANSWER_SECONDS = Bound(
+    30, 86_400, "seconds without an answer before a provider counts as failing", "120"
 )

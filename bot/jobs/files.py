@@ -39,6 +39,8 @@ from bot.store.jobs import JobRecord
 log = logging.getLogger(__name__)
 
 IMAGE_OPTIONS = ("image", "first_frame", "last_frame")
+# Inputs kept for "Again": the images and a soundtrack (edits re-fetch their clip instead).
+KEPT_OPTIONS = (*IMAGE_OPTIONS, "soundtrack")
 # Input images are kept this long after admission so "Again" can reuse them.
 KEPT_INPUTS_SECONDS = 24 * 3600
 # All kept copies together (3 images of up to 10 MB per job): the oldest go first.
@@ -196,7 +198,7 @@ class JobFiles:
         Returns the staged folder for `commit_kept_inputs` (or `discard_staged` when the
         job is not admitted); None for text-to-video.
         """
-        images = {n: getattr(request, n) for n in IMAGE_OPTIONS if getattr(request, n)}
+        images = {n: getattr(request, n) for n in KEPT_OPTIONS if getattr(request, n)}
         if not images:
             return None
         staged = self.kept_dir / f"{_STAGED_PREFIX}{uuid.uuid4().hex}"
@@ -240,7 +242,7 @@ class JobFiles:
             if time.time() - src.stat().st_mtime > KEPT_INPUTS_SECONDS:
                 self.remove_dir(src)
                 return None
-            return {p.name: p.read_bytes() for p in src.iterdir() if p.name in IMAGE_OPTIONS}
+            return {p.name: p.read_bytes() for p in src.iterdir() if p.name in KEPT_OPTIONS}
         except OSError:
             return None
 

@@ -19,18 +19,24 @@ from pydantic import ValidationError
 
 from bot import moderation, quota
 from bot.db import Database, utcnow
+from bot.jobs import failover, health
+from bot.jobs.failover import NoProviderFound, Plan
 from bot.jobs.files import JobFiles
+from bot.jobs.health import ProviderHealth, Verdict
 from bot.jobs.tracker import JobTracker
+from bot.moderation import Change
 from bot.negotiation import parse_aspect
 from bot.providers.base import (
+    EDIT_OPERATIONS,
     InvalidRequestError,
     NegotiatedRequest,
+    Operation,
     Provider,
     VideoRequest,
     parse_resolution,
 )
 from bot.store import jobs as job_store
-from bot.store.jobs import JobRecord
+from bot.store.jobs import JobRecord, SourceMessage
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,14 @@ class RequestRefused(Exception):
         super().__init__(message)
         self.message = message
         self.kind = kind  # invalid_input | blocked_member | blocked_word | allowance | ...
+
+
+class NoProviderAvailable(RequestRefused):
+    """The asked provider is failing and no other can make the request (`found` says why)."""
+
+    def __init__(self, found: NoProviderFound) -> None:
+        super().__init__(found.message(), kind="provider_failing")
+        self.found = found
 
 
 # Sizes offered by `/video resolution` autocomplete (each kept only where the provider
@@ -206,6 +220,31 @@ class VideoService:
 
     async def prepare(self, who: Requester, request: VideoRequest) -> NegotiatedRequest:
         """Moderation checks, then negotiation. Refusals are audited."""
+        await self._moderate(who, request)
+        provider = self.providers[request.provider]
+        try:
+            return provider.negotiate(request)
+        except InvalidRequestError as exc:
+            await self._refusal(who, "invalid_input", exc.message, request.prompt)
+            raise RequestRefused(exc.message) from None
+
+    async def plan(self, who: Requester, request: VideoRequest) -> Plan:
+        """`prepare` with failover (`bot.jobs.failover`): when the asked provider is failing,
+        the guild's fallback order picks another at once, or the plan needs the member's
+        consent to the alternative and its price. Nothing is reserved here."""
+        await self._moderate(who, request)
+        order = [] if who.guild_id is None else await failover.order(self.db, who.guild_id)
+        try:
+            found = failover.choose(request, self.providers, self.provider_verdict, order)
+        except InvalidRequestError as exc:
+            await self._refusal(who, "invalid_input", exc.message, request.prompt)
+            raise RequestRefused(exc.message) from None
+        if isinstance(found, NoProviderFound):
+            await self._refusal(who, "provider_failing", found.message(), request.prompt)
+            raise NoProviderAvailable(found)
+        return found
+
+    async def _moderate(self, who: Requester, request: VideoRequest) -> None:
         now = utcnow()
         if who.guild_id is not None:
             blocked = await moderation.check_member(self.db, who.guild_id, who.user_id, now)
@@ -216,17 +255,41 @@ class VideoService:
             if bad_prompt is not None:
                 await self._refusal(who, "blocked_word", bad_prompt, request.prompt)
                 raise RequestRefused(bad_prompt, kind="blocked_word")
-        provider = self.providers[request.provider]
-        try:
-            return provider.negotiate(request)
-        except InvalidRequestError as exc:
-            await self._refusal(who, "invalid_input", exc.message, request.prompt)
-            raise RequestRefused(exc.message) from None
+
+    # ----- provider health and the fallback order ---------------------------------------
+
+    def provider_verdict(self, name: str) -> Verdict:
+        """Whether `name` is failing now (`bot.jobs.health`)."""
+        return self.tracker.health.verdict(name)
+
+    async def provider_health(self) -> list[ProviderHealth]:
+        """Each configured provider's health, budget use and recent latency."""
+        loop_now = asyncio.get_running_loop().time()
+        board = self.tracker.health
+        return [
+            await health.provider_health(self.db, board, name, board.state(name), loop_now)
+            for name in self.providers
+        ]
+
+    async def provider_order(self, guild_id: int) -> list[str]:
+        return await failover.order(self.db, guild_id)
+
+    async def set_provider_order(self, guild_id: int, text: str, *, actor_id: int) -> Change:
+        """Parse and store `/videoadmin provider order` (raises ProviderOrderError)."""
+        names = failover.parse_order(text, list(self.providers))
+        return await failover.set_order(self.db, guild_id, names, actor_id=actor_id, now=utcnow())
 
     async def admit(
-        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+        self,
+        who: Requester,
+        request: NegotiatedRequest,
+        *,
+        input_dir: Path | None,
+        source: SourceMessage | None = None,
     ) -> Admitted:
-        """Write the job row and its quota reservation atomically, then hand it to the tracker."""
+        """Write the job row and its quota reservation atomically, then hand it to the tracker.
+
+        `source`: the message the input images came from (Animate), kept with the job."""
         now = utcnow()
         origin = "cli" if who.guild_id is None else "discord"
         try:
@@ -239,6 +302,7 @@ class VideoService:
                     request=request,
                     input_dir=input_dir,
                     origin=origin,
+                    source=source,
                     now=now,
                 )
                 if who.guild_id is not None:
@@ -282,7 +346,12 @@ class VideoService:
         return Admitted(job_id=job_id, request=request, note=MSG_HANDOVER_RUNS)
 
     async def admit_keeping_inputs(
-        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+        self,
+        who: Requester,
+        request: NegotiatedRequest,
+        *,
+        input_dir: Path | None,
+        source: SourceMessage | None = None,
     ) -> Admitted:
         """`admit`, with the input images copied aside for "Again" first: the tracker
         removes the inputs once the provider accepted the job, which can be at once."""
@@ -292,7 +361,7 @@ class VideoService:
             log.warning("could not keep the input images for Again", exc_info=True)
             staged = None
         try:
-            admitted = await self.admit(who, request, input_dir=input_dir)
+            admitted = await self.admit(who, request, input_dir=input_dir, source=source)
         except BaseException:
             await asyncio.to_thread(self.files.discard_staged, staged)
             raise
@@ -340,12 +409,6 @@ class VideoService:
         return stopped
 
     # ----- what the Discord side reads and remembers about a job ----------------------
-
-    async def unfinished_in(self, guild_id: int) -> list[tuple[JobRecord, int | None]]:
-        """The guild's unfinished jobs, oldest first, each with its 1-based place in its
-        provider's queue (None once it left the queue: with the provider, or posting)."""
-        active = await job_store.list_active(self.db)
-        return [(j, self.queue_position(j.id)) for j in active if j.guild_id == guild_id]
 
     async def job(self, job_id: int) -> JobRecord | None:
         return await job_store.get_job(self.db, job_id)
@@ -412,6 +475,22 @@ class VideoService:
 
     def _accepts(self, prov: Provider, size: tuple[int, int]) -> bool:
         return self._negotiated_size(prov, size) == size
+
+    # ----- Extend / Retake: which provider edits a delivered clip -------------------------
+
+    def edit_provider(self, job: JobRecord, operation: Operation) -> str | None:
+        """The provider that makes `operation` of `job`'s clip: its own, else the first
+        configured one that can (None: no configured provider can)."""
+        names = [job.provider, *(n for n in self.providers if n != job.provider)]
+        for name in names:
+            provider = self.providers.get(name)
+            if provider is not None and operation in provider.limits.edits:
+                return name
+        return None
+
+    def edits_for(self, job: JobRecord) -> list[Operation]:
+        """The edits offered on `job`'s delivered clip (its buttons)."""
+        return [op for op in EDIT_OPERATIONS if self.edit_provider(job, op) is not None]
 
     # ----- "Again": input images kept after submission -------------------------------------
 

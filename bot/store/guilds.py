@@ -58,6 +58,8 @@ class GuildSettings(BaseModel):
     # 0 is stored as None (no budget), hence more than 0 here.
     monthly_budget_usd: float | None = Field(default=None, gt=0, le=MONTHLY_BUDGET_USD.high)
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1, le=3650)
+    # Animate (message context menu) on messages the member did not write: off by default.
+    animate_others: bool = False
     updated_at: datetime | None = None
 
     def allowance_seconds(self, default_seconds: int) -> int:
@@ -80,6 +82,7 @@ SETTINGS_FIELDS: frozenset[str] = frozenset(
         "cooldown_seconds",
         "monthly_budget_usd",
         "retention_days",
+        "animate_others",
     }
 )
 _COLUMNS = ", ".join(sorted(SETTINGS_FIELDS))

@@ -84,6 +84,18 @@ class InvalidTransitionError(ValueError):
         self.to_status = to_status
 
 
+class SourceMessage(BaseModel):
+    """The Discord message a job's input images came from (the Animate context menu)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    author_kind: str = "member"  # member | bot | webhook
+
+
 class JobRecord(BaseModel):
     """One parsed `jobs` row."""
 
@@ -112,6 +124,7 @@ class JobRecord(BaseModel):
     result_message_id: int | None = None
     result_channel_id: int | None = None
     delivery_key: str | None = None  # set before the first post; see assign_delivery_key
+    source: SourceMessage | None = None  # Animate: the message the images came from
     origin: str = "discord"
     created_at: datetime
     submitted_at: datetime | None = None
@@ -201,6 +214,9 @@ def _record(row: Row) -> JobRecord:
         result_message_id=row["result_message_id"],
         result_channel_id=row["result_channel_id"],
         delivery_key=row["delivery_key"],
+        source=(
+            SourceMessage.model_validate_json(row["source_json"]) if row["source_json"] else None
+        ),
         origin=row["origin"],
         created_at=created,
         submitted_at=_time(row["submitted_at"]),
@@ -282,6 +298,7 @@ async def insert_job(
     request: NegotiatedRequest,
     input_dir: Path | None,
     origin: str = "discord",
+    source: SourceMessage | None = None,
     now: datetime,
 ) -> int:
     """Write a new job in status `pending` (call inside the caller's transaction)."""
@@ -289,7 +306,7 @@ async def insert_job(
     cursor = await conn.execute(
         "INSERT INTO jobs (guild_id, channel_id, user_id, provider, model, mode, prompt,"
         " params_json, adjustments_json, status, seconds, cost_usd, input_dir, origin,"
-        " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " source_json, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (
             guild_id,
             channel_id,
@@ -305,6 +322,7 @@ async def insert_job(
             request.cost_usd,
             None if input_dir is None else str(input_dir),
             origin,
+            None if source is None else source.model_dump_json(),
             at,
             at,
         ),

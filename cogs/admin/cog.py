@@ -3,8 +3,9 @@
 The group carries `default_member_permissions = Manage Server` (which only hides it; server
 admins can change who sees it) and every callback checks Manage Server again at run time.
 Every answer is ephemeral; every change is audited (who, old → new) in the same transaction
-as the change and then posted to the mod-log channel. The allowance and usage subgroups
-and the queue command live in `cogs/admin/allowance.py`, `usage.py` and `queue.py` and are
+as the change and then posted to the mod-log channel. The allowance subgroup lives in
+`cogs/admin/allowance.py`, the provider subgroup in `cogs/admin/providers.py`, the usage
+subgroup in `cogs/admin/usage.py` and the queue in `cogs/admin/queue.py`; all are
 attached here.
 """
 
@@ -24,6 +25,8 @@ from bot import moderation
 from bot.db import utcnow
 from bot.moderation import AuditEntry, BlockedMember, BlockedTerm, ModerationError
 from cogs.admin.allowance import allowance_group
+from cogs.admin.animate import animate_setting
+from cogs.admin.providers import provider_group
 from cogs.admin.queue import QueueRefresh, queue_command
 from cogs.admin.usage import usage_group
 from cogs.ui.checks import has_manage_guild, require_manage_guild
@@ -49,6 +52,7 @@ KIND_ICONS = {
     "cancel": "✖️",
     "prune": "🧹",
     "submission_unknown": "❓",
+    "provider_account": "💳",
 }
 
 
@@ -106,8 +110,10 @@ class AdminCog(commands.Cog):
     def __init__(self, bot: VideoBot | commands.Bot) -> None:
         self.bot: Any = bot
         # The instance's copy of the group (discord.py copies class-level groups per cog).
-        for command in (allowance_group, usage_group, queue_command):
-            self.videoadmin.add_command(command)
+        for group in (allowance_group, provider_group, usage_group):
+            self.videoadmin.add_command(group)
+        self.videoadmin.add_command(animate_setting)
+        self.videoadmin.add_command(queue_command)
 
     async def cog_load(self) -> None:
         self.bot.modlog.poster = make_poster(self.bot, self.bot.modlog.attachment)

@@ -18,6 +18,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot import reports
 from bot.db import utcnow
 from bot.jobs import JobRecord
 from cogs.ui import timefmt
@@ -95,7 +96,7 @@ def queue_view(items: Sequence[tuple[JobRecord, int | None]]) -> discord.ui.View
 
 
 async def _render(client: Any, guild_id: int) -> tuple[discord.Embed, discord.ui.View]:
-    items = await client.service.unfinished_in(guild_id)
+    items = await reports.guild_queue(client.db, guild_id, client.service.queue_position)
     return queue_embed(items, utcnow()), queue_view(items)
 
 

@@ -39,6 +39,7 @@ STYLE: dict[str, tuple[str, str, discord.Colour]] = {
     "cancel": ("✖️", "Cancelled", discord.Colour.dark_grey()),
     "prune": ("🧹", "Retention", discord.Colour.light_grey()),
     "submission_unknown": ("❓", "Submission unanswered", discord.Colour.gold()),
+    "provider_account": ("💳", "Provider account", discord.Colour.red()),
 }
 OUTCOME_COLOURS = {
     "delivered": discord.Colour.green(),
@@ -125,6 +126,21 @@ def _inputs_text(inputs: Any) -> tuple[str | None, str | None]:
     return (clip(text, FIELD_VALUE_LIMIT) if text else None), thumbnail
 
 
+def _source_text(source: Any) -> str | None:
+    """Animate: the source message (jump link) and its author."""
+    if not isinstance(source, dict):
+        return None
+    parts = []
+    url = _http_url(source.get("url"))
+    if url is not None:
+        parts.append(f"[message]({url})")
+    author = _user(source.get("author_id"))
+    if author:
+        kind = source.get("author_kind")
+        parts.append(f"by {author}" + (f" ({inert(kind, 20)})" if kind != "member" else ""))
+    return " ".join(parts) or None
+
+
 def _change_text(data: dict[str, Any]) -> str | None:
     if "setting" not in data:
         return None
@@ -195,6 +211,9 @@ def render_entry(entry: AuditEntry, *, poster: bool = False) -> discord.Embed:
     inputs, thumbnail = _inputs_text(data.get("inputs"))
     if inputs:
         fields.append(("Inputs", inputs, False))
+    source = _source_text(data.get("source"))
+    if source:
+        fields.append(("Animated from", source, True))
     result = _http_url(data.get("result_url"))
     if result:
         fields.append(("Result", f"[Jump to the message]({result})", True))

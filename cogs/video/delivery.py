@@ -264,19 +264,36 @@ class ClipDelivery:
         finally:
             await asyncio.to_thread(fitted.unlink, missing_ok=True)
 
+    def _result_view(self, job: JobRecord) -> discord.ui.View:
+        edits = [op.value for op in self.bot.service.edits_for(job)]
+        return result_view(job.id, edits, again=job.request.edit is None)
+
     async def _send_result(
         self, job: JobRecord, live: Live, path: Path, content: str
     ) -> discord.Message:
         filename = result_filename(job)
         mentions = requester_only(job.user_id)
-        if live.token_valid():
+        edit = job.request.edit
+        # An edited clip is a reply to the original clip (a follow-up cannot reply).
+        reply = self.status.reply_to(job, live)
+        if edit is not None and edit.source_message_id is not None and job.channel_id:
+            reply = {
+                "reference": discord.MessageReference(
+                    message_id=edit.source_message_id,
+                    channel_id=job.channel_id,
+                    guild_id=job.guild_id,
+                    fail_if_not_exists=False,
+                ),
+                "mention_author": False,
+            }
+        if live.token_valid() and edit is None:
             assert live.interaction is not None
             try:
                 with _single_attempt_webhooks():
                     return await live.interaction.followup.send(
                         content,
                         file=discord.File(path, filename=filename),
-                        view=result_view(job.id),
+                        view=self._result_view(job),
                         allowed_mentions=mentions,
                         wait=True,
                     )
@@ -291,10 +308,10 @@ class ClipDelivery:
             return await channel.send(
                 content,
                 file=discord.File(path, filename=filename),
-                view=result_view(job.id),
+                view=self._result_view(job),
                 allowed_mentions=mentions,
                 nonce=result_nonce(job),  # discord.py sends enforce_nonce with it
-                **self.status.reply_to(job, live),
+                **reply,
             )
         except discord.Forbidden:
             raise PermanentPostError(

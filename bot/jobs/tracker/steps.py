@@ -118,6 +118,8 @@ class Steps:
         t = self.tracker
         job = entry.job
         call_succeeded(state)
+        if state.health is not None:
+            state.health.submitted()
         entry.errors = 0
         fields = _merge_provider_report(job, pjob.adjustments, pjob.cost_usd)
         fresh = await self._advance(

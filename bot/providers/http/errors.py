@@ -23,6 +23,7 @@ import httpx
 
 from bot.providers.base import (
     AuthenticationError,
+    InsufficientCreditsError,
     InvalidRequestError,
     JobFailedError,
     JobNotFoundError,
@@ -155,7 +156,9 @@ def raise_for_status(
             f"{label} rejected the API key (HTTP {status}){detail}", status_code=status
         )
     if status == 402:
-        raise AuthenticationError(f"{label} account is out of credit (HTTP 402)", status_code=402)
+        raise InsufficientCreditsError(
+            f"{label} account is out of credit (HTTP 402){detail}", status_code=402
+        )
     if status == 404:
         raise JobNotFoundError(f"{label}: not found or expired (HTTP 404){detail}", status_code=404)
     if status == 409:
