@@ -242,6 +242,21 @@ def _fit_total(embed: discord.Embed) -> None:
 Attachment = Callable[[AuditEntry], Awaitable[bytes | None]]
 
 
+async def _send(channel: Any, channel_id: int, embed: discord.Embed, image: bytes | None) -> None:
+    """Post one entry; PermanentPostError when retrying cannot help."""
+    extra: dict[str, Any] = {}
+    if image is not None:
+        extra["file"] = discord.File(io.BytesIO(image), filename=POSTER_FILENAME)
+    try:
+        await channel.send(embed=embed, allowed_mentions=NONE, **extra)
+    except discord.NotFound:
+        raise PermanentPostError(f"log channel {channel_id} no longer exists") from None
+    except discord.HTTPException as exc:
+        if exc.status == 400:
+            raise PermanentPostError(f"Discord rejected the embed: {exc.text[:200]}") from None
+        raise
+
+
 def make_poster(bot: discord.Client, attachment: Attachment | None = None) -> Poster:
     """The callable `ModLog` uses to post an entry; raises on failure (the outbox retries),
     PermanentPostError when retrying cannot help (channel gone, entry rejected).
@@ -257,20 +272,15 @@ def make_poster(bot: discord.Client, attachment: Attachment | None = None) -> Po
         if not isinstance(channel, discord.abc.Messageable):
             raise PermanentPostError(f"log channel {channel_id} is not a text channel")
         image = await attachment(entry) if attachment is not None else None
-        extra: dict[str, Any] = {}
         if image is not None:
-            extra["file"] = discord.File(io.BytesIO(image), filename=POSTER_FILENAME)
-        try:
-            await channel.send(
-                embed=render_entry(entry, poster=image is not None),
-                allowed_mentions=NONE,
-                **extra,
-            )
-        except discord.NotFound:
-            raise PermanentPostError(f"log channel {channel_id} no longer exists") from None
-        except discord.HTTPException as exc:
-            if exc.status == 400:
-                raise PermanentPostError(f"Discord rejected the embed: {exc.text[:200]}") from None
-            raise
+            try:
+                await _send(channel, channel_id, render_entry(entry, poster=True), image)
+                return
+            except discord.Forbidden:
+                # No Attach Files in the log channel: the entry still goes, without its frame.
+                log.info(
+                    "mod-log channel %s: no Attach Files; posting without the frame", channel_id
+                )
+        await _send(channel, channel_id, render_entry(entry), None)
 
     return post

@@ -12,6 +12,7 @@ from typing import Any
 from PIL import Image, ImageStat
 
 from tests.e2e.conftest import image_file, near
+from tests.fakes.payloads import Permissions
 
 
 async def _set_log_channel(v: Any) -> None:
@@ -81,3 +82,34 @@ async def test_no_poster_frame_without_a_log_channel(video_bot: Any) -> None:
         await v.wait_job(1, "delivered")
         await asyncio.sleep(0.2)
         assert not list(v.bot.service.files.posters_dir.glob("*"))
+
+
+async def test_a_log_channel_without_attach_files_gets_the_entry_without_the_frame(
+    video_bot: Any, fake_discord: Any
+) -> None:
+    w = fake_discord.world
+    guild = fake_discord.guilds[w.guild_id]
+    deny = str(Permissions.ATTACH_FILES)
+    log_channel = fake_discord.add_channel(
+        w.guild_id,
+        "mod-log-no-files",
+        permission_overwrites=[
+            {"id": str(guild.bot_role_id), "type": 0, "allow": "0", "deny": deny}
+        ],
+    )
+    async with video_bot() as v:
+        setup = await v.command(
+            {"channel": log_channel}, name="videoadmin logchannel", user_id=w.admin_id
+        )
+        await v.private(setup)
+        await v.status(await v.command({"prompt": "a paper boat", "duration": 4}))
+        await v.result()
+        logged = await fake_discord.wait_for_message(log_channel, _logged_generation, 20)
+        assert not logged.attachments and "image" not in logged.embeds[0]
+        for _ in range(100):  # the frame goes all the same
+            if not list(v.bot.service.files.posters_dir.glob("*")):
+                break
+            await asyncio.sleep(0.05)
+        assert not list(v.bot.service.files.posters_dir.glob("*"))
+        pending = await v.bot.db.fetchone("SELECT COUNT(*) FROM modlog_outbox")
+        assert pending[0] == 0
