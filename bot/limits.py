@@ -111,6 +111,10 @@ HD_WEIGHT = Bound(1, 10, "allowance seconds per second of video above 1280×720"
 # month long, as it was.
 WINDOW_HOURS = Bound(1, 744, "hours in the rolling allowance window", "24")
 
+# At most a year of history in `/videoadmin usage show|export`: one bar per day stays
+# readable in the chart, and the daily CSV stays a few kilobytes.
+USAGE_DAYS = Bound(1, 366, "days of history in a usage chart or export", "30")
+
 # ----- member options: /video duration and the Animate modal's duration ---------------------
 
 # What a member may ask for; the provider snaps it to the lengths it offers (an adjustment

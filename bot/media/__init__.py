@@ -5,6 +5,7 @@
 - `video`: `probe` a clip, `fit_to_size` for an upload limit, `save_source_clip` (PyAV);
 - `audio`: check a soundtrack by decoding it and save it as an `InputAudio` (PyAV);
 - `video`: `probe` a clip, `fit_to_size` for an upload limit, `sample_frames` (PyAV);
+- `poster`: a clip's poster frame as a small JPEG (PyAV + Pillow), for the mod-log;
 - `output`: temporary files, encoder threads and audio rate shared by `render` and `video`;
 - `errors`: `MediaError`, whose `message` says what the member can change.
 
@@ -22,6 +23,7 @@ from bot.media.images import (
     check_image_bytes,
     save_input_image,
 )
+from bot.media.poster import poster_jpeg
 from bot.media.render import render_clip
 from bot.media.video import (
     VideoInfo,
@@ -41,6 +43,7 @@ __all__ = [
     "VideoInfo",
     "check_image_bytes",
     "fit_to_size",
+    "poster_jpeg",
     "probe",
     "render_clip",
     "sample_frames",

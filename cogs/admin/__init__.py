@@ -1,5 +1,5 @@
-"""`/videoadmin …`: the admin cog (`cog.py`), its allowance and provider subgroups
-(`allowance.py`, `providers.py`)."""
+"""`/videoadmin …`: the admin cog (`cog.py`), its allowance, provider and usage subgroups
+(`allowance.py`, `providers.py`, `usage.py`) and the queue (`queue.py`)."""
 
 from __future__ import annotations
 
