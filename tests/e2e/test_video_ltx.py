@@ -158,3 +158,33 @@ async def test_no_soundtrack_option_without_a_provider_for_it(video_bot, fake_di
     async with video_bot():
         (video,) = [c for c in fake_discord.global_commands if c["name"] == "video"]
         assert "soundtrack" not in {o["name"] for o in video["options"]}
+
+
+async def test_blocked_terms_apply_to_edit_prompts(ltx_bot) -> None:
+    """An Extend or Retake prompt goes through the same moderation as `/video`: a blocked term
+    is refused with /video's message, nothing is sent to the provider or charged."""
+    async with ltx_bot() as (v, server):
+        w = v.world
+        await v.command({"prompt": "a paper boat", "duration": 6})
+        original = await v.result()
+        await v.wait_job(1, "delivered")
+        sent_before = len(posted_to(server))
+        ledger_before = await v.ledger()
+        added = await v.command(
+            {"term": "forbidden"}, name="videoadmin blockword add", user_id=w.admin_id
+        )
+        await v.reply(added)
+        via_video = await v.refusal({"prompt": "a forbidden boat"})
+        for action, values in (
+            ("extend", {"seconds": "4", "where": "end", "prompt": "a forbidden storm"}),
+            ("retake", {"start": "1", "end": "3", "redo": "both", "prompt": "forbidden waves"}),
+        ):
+            opened = await v.press(original, f"ltx:{action}:1")
+            submitted = await v.fake.send_modal_submit(opened, values)
+            await submitted.wait_for_callback()
+            refused = await v.private(submitted)
+            assert refused.content == via_video.content
+        assert len(posted_to(server)) == sent_before  # nothing reached the LTX API
+        assert await v.ledger() == ledger_before  # nothing reserved or charged
+        reasons = [json.loads(r["data_json"])["reason"] for r in await v.audit("refusal")]
+        assert reasons == ["blocked_word", "blocked_word", "blocked_word"]
