@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot import moderation, quota
-from bot.db import MIGRATIONS_DIR, Database, discover_migrations, to_db_time
+from bot.db import MIGRATIONS_DIR, Database, IntegrityError, discover_migrations, to_db_time
 from bot.providers.base import Mode, NegotiatedRequest
 from bot.store import jobs as job_store
 from bot.store import quotas as ledger
@@ -413,7 +413,7 @@ async def read_back(db: Database, data: dict[str, Any], exp: dict[str, Any]) -> 
         if await db.fetchval(f"SELECT COUNT(*) FROM {sql.split()[1]}"):
             try:
                 await db.execute(sql)
-            except sqlite3.IntegrityError as exc:
+            except IntegrityError as exc:
                 assert "append-only" in str(exc)
             else:
                 raise AssertionError(f"{sql} was allowed")
@@ -444,7 +444,7 @@ async def finish_running_jobs(db: Database, exp: dict[str, Any]) -> None:
                     conn, guild_id=j["guild"], user_id=j["user"], job_id=job_id,
                     kind="reserve", seconds=1, cost_usd=0, at=NOW,
                 )  # fmt: skip
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             pass
         else:
             raise AssertionError("a second reservation for one job was accepted")
