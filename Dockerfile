@@ -10,8 +10,9 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY cogs ./cogs
 COPY migrations ./migrations
-# The same install the README uses (without the test extra).
-RUN pip install -e .
+# The same install the README uses (without the test extra), with the offline classifier
+# of the output safety check (its model ships inside the package; nothing is downloaded).
+RUN pip install -e '.[safety]'
 
 USER bot
 VOLUME ["/data"]

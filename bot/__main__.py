@@ -176,12 +176,20 @@ async def _check(settings: Settings) -> int:
                     rows.append((f"provider {name}", False, f"{type(exc).__name__}: {exc}"))
                 finally:
                     await provider.aclose()
+    from bot.safety import classifier_status
+
+    available, detail = await asyncio.to_thread(classifier_status)
+    if not available:
+        detail += "; the output safety check then counts only the provider's own flag"
+    rows.append(("safety classifier", available, detail))
     width = max(len(r[0]) for r in rows)
+    # Optional parts: missing is a warning, not a failure (the token matters for run/sync
+    # only; without the classifier the bot runs, with the provider's flag as the only check).
+    optional = {"discord token", "safety classifier"}
     for name, ok, detail in rows:
-        # A missing token only matters for `run`/`sync`: shown as a warning, not a failure.
-        word = "OK  " if ok else ("WARN" if name == "discord token" else "FAIL")
+        word = "OK  " if ok else ("WARN" if name in optional else "FAIL")
         print(f"{name.ljust(width)}  {word}  {detail}")
-    return 0 if all(ok for name, ok, _ in rows if name != "discord token") else 1
+    return 0 if all(ok for name, ok, _ in rows if name not in optional) else 1
 
 
 def _dir_writable(directory: Path) -> bool:

@@ -59,6 +59,10 @@ class DeliveryRouter:
         self, job: JobRecord, clip: Path, *, maybe_posted: bool
     ) -> DeliveryReceipt:
         receipt = await self._sink().job_completed(job, clip, maybe_posted=maybe_posted)
+        try:  # the clip is still on disk: its poster frame for the mod-log entry below
+            await self.bot.modlog.keep_frame(job.guild_id, job.id, clip)
+        except Exception:
+            log.exception("could not keep the poster frame of job %s", job.id)
         await self._audit(
             job,
             "delivered",
@@ -155,7 +159,8 @@ class VideoBot(commands.Bot):
             default_quota_seconds=settings.quota_seconds_per_day,
             max_active_per_member=settings.max_active_jobs_per_member,
         )
-        self.modlog = ModLog(self.db)  # the admin cog attaches its Discord poster on load
+        # The admin cog attaches its Discord poster on load; frames: clips' poster images.
+        self.modlog = ModLog(self.db, frames=self.service.files)
         self._services_ready = True
         for extension in EXTENSIONS:
             await self.load_extension(extension)

@@ -12,11 +12,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot import limits
 from bot.limits import Bound
 
-ProviderName = Literal["bytecompute", "leonardo", "simulator"]
+ProviderName = Literal["bytecompute", "leonardo", "ltx", "simulator"]
 
 DISCORD_API_DEFAULT = "https://discord.com/api/v10"
 BYTECOMPUTE_DEFAULT = "https://us-01.bytecompute.ai"
 LEONARDO_DEFAULT = "https://cloud.leonardo.ai/api/rest"
+LTX_DEFAULT = "https://api.ltx.video"
 
 
 class ConfigError(Exception):
@@ -48,6 +49,12 @@ class Settings(BaseSettings):
     )
     leonardo_api_key: SecretStr | None = Field(default=None, validation_alias="LEONARDO_API_KEY")
     leonardo_base_url: str = Field(default=LEONARDO_DEFAULT, validation_alias="LEONARDO_BASE_URL")
+    ltx_api_key: SecretStr | None = Field(default=None, validation_alias="LTX_API_KEY")
+    ltx_base_url: str = Field(default=LTX_DEFAULT, validation_alias="LTX_BASE_URL")
+    # Which LTX-2.3 model makes text/image-to-video (edits and soundtracks are pro-only).
+    ltx_model: Literal["ltx-2-3-fast", "ltx-2-3-pro"] = Field(
+        default="ltx-2-3-fast", validation_alias="LTX_MODEL"
+    )
 
     default_provider: ProviderName | None = Field(default=None, validation_alias="DEFAULT_PROVIDER")
     simulator_enabled: bool | None = Field(default=None, validation_alias="SIMULATOR_ENABLED")
@@ -74,6 +81,11 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: Annotated[float, limits.SHUTDOWN_GRACE_SECONDS] = Field(
         default=20.0, validation_alias="SHUTDOWN_GRACE_SECONDS"
     )
+    # Provider health: no answer this long (a call in flight, or only failed calls) and a
+    # provider counts as failing, so new clips go to another one (bot/jobs/health.py).
+    provider_no_answer_seconds: Annotated[float, limits.PROVIDER_NO_ANSWER_SECONDS] = Field(
+        default=120.0, validation_alias="PROVIDER_NO_ANSWER_SECONDS"
+    )
     # Leonardo publishes no LTX-2.3 price: USD per second at 1080p used for quotes (see
     # bot/pricing.py; 1440p costs 2x, 2160p 4x).
     leonardo_fast_usd_per_second: Annotated[float, limits.USD_PER_SECOND] = Field(
@@ -82,9 +94,14 @@ class Settings(BaseSettings):
     leonardo_pro_usd_per_second: Annotated[float, limits.USD_PER_SECOND] = Field(
         default=0.08, validation_alias="LEONARDO_PRO_USD_PER_SECOND"
     )
+    safety_hold_hours: Annotated[float, limits.SAFETY_HOLD_HOURS] = Field(
+        default=48.0, validation_alias="SAFETY_HOLD_HOURS"
+    )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
-    @field_validator("discord_token", "bytecompute_api_key", "leonardo_api_key", mode="before")
+    @field_validator(
+        "discord_token", "bytecompute_api_key", "leonardo_api_key", "ltx_api_key", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -105,7 +122,11 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "discord_api_base_url", "bytecompute_base_url", "leonardo_base_url", mode="after"
+        "discord_api_base_url",
+        "bytecompute_base_url",
+        "leonardo_base_url",
+        "ltx_base_url",
+        mode="after",
     )
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -144,7 +165,11 @@ class Settings(BaseSettings):
     def simulator_on(self) -> bool:
         if self.simulator_enabled is not None:
             return self.simulator_enabled
-        return self.bytecompute_api_key is None and self.leonardo_api_key is None
+        return (
+            self.bytecompute_api_key is None
+            and self.leonardo_api_key is None
+            and self.ltx_api_key is None
+        )
 
     @property
     def providers(self) -> list[str]:
@@ -154,6 +179,8 @@ class Settings(BaseSettings):
             names.append("bytecompute")
         if self.leonardo_api_key is not None:
             names.append("leonardo")
+        if self.ltx_api_key is not None:
+            names.append("ltx")
         if self.simulator_on:
             names.append("simulator")
         return names
@@ -189,7 +216,8 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every configured secret value, for log scrubbing."""
         out = []
-        for secret in (self.discord_token, self.bytecompute_api_key, self.leonardo_api_key):
+        keys = (self.bytecompute_api_key, self.leonardo_api_key, self.ltx_api_key)
+        for secret in (self.discord_token, *keys):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
         return out

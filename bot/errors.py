@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class PermanentPostError(Exception):
     """Posting to Discord can never work (channel gone, no access, content rejected).
@@ -19,3 +21,14 @@ class TransientPostError(Exception):
     """Discord could not be reached or failed (5xx, connection lost, timeout): the post may
     or may not exist. The caller retries with backoff — after looking for the post — for as
     long as an outage may last, without counting it as a failed attempt."""
+
+
+class ClipHeldError(Exception):
+    """Not posted on purpose: the clip waits for a moderator (the output safety check's
+    `hold` mode) until `until`. The delivery sink raises it; the tracker keeps the job and its
+    clip file and tries the delivery again at `until` (or at once when a moderator decides,
+    `JobTracker.deliver_now`). Not a failed attempt."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"held for review until {until.isoformat()}")
+        self.until = until

@@ -111,6 +111,26 @@ HD_WEIGHT = Bound(1, 10, "allowance seconds per second of video above 1280×720"
 # month long, as it was.
 WINDOW_HOURS = Bound(1, 744, "hours in the rolling allowance window", "24")
 
+# At most a year of history in `/videoadmin usage show|export`: one bar per day stays
+# readable in the chart, and the daily CSV stays a few kilobytes.
+USAGE_DAYS = Bound(1, 366, "days of history in a usage chart or export", "30")
+
+# ----- member options: /video duration and the Animate modal's duration ---------------------
+
+# What a member may ask for; the provider snaps it to the lengths it offers (an adjustment
+# shown up front).
+CLIP_SECONDS = Bound(1, 20, "seconds of video in one clip", "5")
+# ----- output safety check: /videoadmin safety threshold, env SAFETY_HOLD_HOURS -------------
+
+# A classifier score is a probability: 0 holds (or spoilers) every clip, 1 only a certain hit.
+SAFETY_THRESHOLD = Bound(
+    0, 1, "classifier score at or over which a clip is spoilered or held", "0.6"
+)
+
+# At least 1 h so moderators have a chance to look; at most 30 days so held clip files (the
+# only copy the bot keeps) do not pile up on disk.
+SAFETY_HOLD_HOURS = Bound(1, 720, "hours a held clip waits for a moderator before discard", "48")
+
 # ----- environment-only settings ------------------------------------------------------------
 
 # At most the simulator's job expiry (`bot.providers.simulator.JOB_EXPIRY`, 24 h): a longer
@@ -129,4 +149,11 @@ USD_PER_SECOND = Bound(0, LARGEST, "USD per second of 1080p video, for quotes", 
 # which then kills the process anyway, and the in-flight work resumes after the restart.
 SHUTDOWN_GRACE_SECONDS = Bound(
     0, 600, "seconds in-flight submissions and uploads may finish at shutdown", "20"
+)
+
+# At least 30 s: the shared HTTP client waits 30 s for an answer (`make_http_client`), so a
+# shorter silence would call a provider failing while its call is still within its timeout.
+# At most a day: the longest a job may wait at a provider (`max_job_age_seconds`).
+PROVIDER_NO_ANSWER_SECONDS = Bound(
+    30, 86_400, "seconds without an answer before a provider counts as failing", "120"
 )

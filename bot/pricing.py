@@ -73,3 +73,51 @@ def leonardo_price_per_second(
     elif tier == 2160:
         rate *= rates.multiplier_2160
     return round(rate, 6)
+
+
+# ----- Lightricks' own LTX API (PROVIDERS.md C.10) ------------------------------------------
+
+LTX_FAST = "ltx-2-3-fast"
+LTX_PRO = "ltx-2-3-pro"
+
+
+@dataclass(frozen=True)
+class LtxRates:
+    """USD per second at each tier. Seen on `docs.ltx.io/pricing` (Oct 2026, partial): fast
+    720p $0.03, pro 1440p $0.16 (so pro 1080p $0.08, at 2x for 1440p), audio-to-video,
+    retake and extend (pro, 1080p) $0.10. Not published for LTX-2.3: fast 1080p (we take the
+    $0.06 Leonardo's quotes use, twice the 720p rate) and pro 720p (quoted at the 1080p rate,
+    an upper bound). 1440p costs 2x and 2160p 4x the 1080p rate, as on LTX's list."""
+
+    fast_720: float = 0.03
+    fast_1080: float = 0.06
+    pro_1080: float = 0.08
+    edit_1080: float = 0.10  # audio-to-video (per second of audio), retake, extend
+    multiplier_1440: float = 2.0
+    multiplier_2160: float = 4.0
+
+
+DEFAULT_LTX_RATES = LtxRates()
+
+
+def ltx_price_per_second(
+    width: int,
+    height: int,
+    *,
+    model: str = LTX_FAST,
+    edit: bool = False,
+    rates: LtxRates = DEFAULT_LTX_RATES,
+) -> float:
+    """The rate of one second billed by the LTX API (`edit`: audio-to-video, retake, extend)."""
+    if edit:
+        base = rates.edit_1080
+    elif model == LTX_PRO:
+        base = rates.pro_1080
+    else:
+        base = rates.fast_720 if not is_hd(width, height) else rates.fast_1080
+    tier = leonardo_tier(width, height)  # the same pixel-count tiers
+    if tier == 1440:
+        base = max(base, rates.fast_1080) * rates.multiplier_1440
+    elif tier == 2160:
+        base = max(base, rates.fast_1080) * rates.multiplier_2160
+    return round(base, 6)

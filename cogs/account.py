@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot import quota
 from bot.db import utcnow
+from bot.moderation import jump_url
 from cogs.ui import timefmt
 from cogs.ui.checks import has_manage_guild
 
@@ -81,7 +82,8 @@ def quota_embed(usage: quota.Usage, *, name: str) -> discord.Embed:
 
 
 def jobs_embed(records: Sequence[Any], *, name: str) -> discord.Embed:
-    """The /jobs answer: newest first, one short block per job (pure)."""
+    """The /jobs answer: newest first, one short block per job, a delivered one with a jump
+    link to the message that carries its clip (pure)."""
     embed = discord.Embed(title=f"Your recent jobs — {discord.utils.escape_markdown(name)}"[:256])
     if not records:
         embed.description = "No jobs yet. Make one with `/video`."
@@ -93,6 +95,9 @@ def jobs_embed(records: Sequence[Any], *, name: str) -> discord.Embed:
             f"{icon} **#{job.id}** {job.status} · {quota.fmt_seconds(job.seconds)} · "
             f"${job.cost_usd:.2f} · {timefmt.discord_time(job.created_at, 'R')}"
         )
+        link = jump_url(job.guild_id, job.result_channel_id, job.result_message_id)
+        if link is not None and str(job.status) == "delivered":
+            line += f" · [open the clip]({link})"
         block = f"{line}\n> {_preview(job.prompt)}"
         if job.failure_reason and str(job.status) in ("failed", "expired", "cancelled"):
             block += f"\n-# {_preview(job.failure_reason, 150)}"

@@ -1,4 +1,5 @@
-"""Every file a job owns under `data_dir`: input images, clips, and inputs kept for "Again".
+"""Every file a job owns under `data_dir`: input images, clips, inputs kept for "Again", and
+the poster frame waiting for the mod-log.
 
 Inputs stay in the job's `input_dir` until the provider accepts the job; clips are
 downloaded to `clips/<id>.mp4.part`, renamed when complete and removed after delivery or
@@ -10,6 +11,11 @@ fast provider does at once), then renamed to `kept-inputs/<id>`. They live
 `KEPT_INPUTS_SECONDS`, and all of them together at most `kept_max_bytes` (oldest go
 first); `prune_every` prunes on a timer and `sweep` at start also removes input folders
 and staged copies orphaned by a crash.
+
+A delivered clip's poster frame (`posters/<id>.jpg`) is written before the generation's
+audit entry is committed and waits there for the mod-log worker, which may post after the
+clip is gone: the worker removes it once the entry is posted or dropped, and
+`sweep_posters` removes any left behind (no entry queued for it, e.g. no log channel).
 
 All methods block (run them in a thread from async code), except `prune_every`. Nothing is
 removed except through `_inside`, the one path check: only inside `data_dir`, never
@@ -33,6 +39,8 @@ from bot.store.jobs import JobRecord
 log = logging.getLogger(__name__)
 
 IMAGE_OPTIONS = ("image", "first_frame", "last_frame")
+# Inputs kept for "Again": the images and a soundtrack (edits re-fetch their clip instead).
+KEPT_OPTIONS = (*IMAGE_OPTIONS, "soundtrack")
 # Input images are kept this long after admission so "Again" can reuse them.
 KEPT_INPUTS_SECONDS = 24 * 3600
 # All kept copies together (3 images of up to 10 MB per job): the oldest go first.
@@ -53,6 +61,7 @@ class JobFiles:
         self.inputs_dir = data_dir / "inputs"
         self.clips_dir = data_dir / "clips"
         self.kept_dir = data_dir / "kept-inputs"
+        self.posters_dir = data_dir / "posters"
         self.kept_max_bytes = kept_max_bytes
 
     # ----- the one path check, and the removals that use it ----------------------------
@@ -116,6 +125,52 @@ class JobFiles:
             if path.name.endswith(".part") or not stem.isdigit() or int(stem) not in active_ids:
                 self.remove_file(path)
 
+    # ----- poster frames waiting for the mod-log ----------------------------------------
+
+    def poster(self, job_id: int) -> Path:
+        return self.posters_dir / f"{job_id}.jpg"
+
+    def save_poster(self, job_id: int, data: bytes) -> Path:
+        """Write the job's poster frame (atomically: a reader never sees half a file)."""
+        self.posters_dir.mkdir(parents=True, exist_ok=True)
+        dest = self.poster(job_id)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, dest)
+        except OSError:
+            self.remove_file(tmp)
+            raise
+        return dest
+
+    def read_poster(self, job_id: int) -> bytes | None:
+        try:
+            return self.poster(job_id).read_bytes()
+        except OSError:
+            return None
+
+    def remove_poster(self, job_id: int) -> None:
+        self.remove_file(self.poster(job_id))
+
+    def sweep_posters(self, waiting: Collection[int], *, older_than: float = 3600.0) -> int:
+        """Remove poster frames no queued mod-log entry waits for (`waiting`: job ids),
+        once older than `older_than` seconds (a fresh one may belong to an entry about to
+        be committed). Returns how many were removed."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in _entries(self.posters_dir):
+            stem = path.name.split(".", 1)[0]
+            if stem.isdigit() and int(stem) in waiting:
+                continue
+            try:
+                if path.stat().st_mtime > cutoff:
+                    continue
+            except OSError:
+                continue
+            self.remove_file(path)
+            removed += 1
+        return removed
+
     def sweep(self, active_input_dirs: Iterable[Path]) -> None:
         """At start: input folders no unfinished job owns (a crash between saving the
         images and admitting the job), staged copies for "Again" of jobs never admitted,
@@ -143,7 +198,7 @@ class JobFiles:
         Returns the staged folder for `commit_kept_inputs` (or `discard_staged` when the
         job is not admitted); None for text-to-video.
         """
-        images = {n: getattr(request, n) for n in IMAGE_OPTIONS if getattr(request, n)}
+        images = {n: getattr(request, n) for n in KEPT_OPTIONS if getattr(request, n)}
         if not images:
             return None
         staged = self.kept_dir / f"{_STAGED_PREFIX}{uuid.uuid4().hex}"
@@ -187,7 +242,7 @@ class JobFiles:
             if time.time() - src.stat().st_mtime > KEPT_INPUTS_SECONDS:
                 self.remove_dir(src)
                 return None
-            return {p.name: p.read_bytes() for p in src.iterdir() if p.name in IMAGE_OPTIONS}
+            return {p.name: p.read_bytes() for p in src.iterdir() if p.name in KEPT_OPTIONS}
         except OSError:
             return None
 

@@ -19,18 +19,21 @@ from pydantic import ValidationError
 
 from bot import moderation, quota
 from bot.db import Database, utcnow
+from bot.jobs import failover, health, offerings
+from bot.jobs.failover import NoProviderFound, Plan
 from bot.jobs.files import JobFiles
+from bot.jobs.health import ProviderHealth, Verdict
 from bot.jobs.tracker import JobTracker
-from bot.negotiation import parse_aspect
+from bot.moderation import Change
 from bot.providers.base import (
     InvalidRequestError,
     NegotiatedRequest,
+    Operation,
     Provider,
     VideoRequest,
-    parse_resolution,
 )
 from bot.store import jobs as job_store
-from bot.store.jobs import JobRecord
+from bot.store.jobs import JobRecord, SourceMessage
 
 log = logging.getLogger(__name__)
 
@@ -53,35 +56,12 @@ class RequestRefused(Exception):
         self.kind = kind  # invalid_input | blocked_member | blocked_word | allowance | ...
 
 
-# Sizes offered by `/video resolution` autocomplete (each kept only where the provider
-# accepts it unchanged), besides a provider's own fixed list.
-COMMON_SIZES: tuple[tuple[int, int], ...] = (
-    (1920, 1080),
-    (1280, 720),
-    (1024, 576),
-    (960, 544),
-    (768, 512),
-    (640, 512),
-    (1080, 1920),
-    (720, 1280),
-    (576, 1024),
-    (1080, 1080),
-    (960, 960),
-    (768, 768),
-    (512, 512),
-    (1440, 1080),
-    (1024, 768),
-    (960, 720),
-    (1080, 1440),
-    (768, 1024),
-    (720, 960),
-    (864, 1080),
-    (768, 960),
-    (2560, 1440),
-    (1440, 2560),
-    (3840, 2160),
-    (2160, 3840),
-)
+class NoProviderAvailable(RequestRefused):
+    """The asked provider is failing and no other can make the request (`found` says why)."""
+
+    def __init__(self, found: NoProviderFound) -> None:
+        super().__init__(found.message(), kind="provider_failing")
+        self.found = found
 
 
 @dataclass(frozen=True)
@@ -206,6 +186,31 @@ class VideoService:
 
     async def prepare(self, who: Requester, request: VideoRequest) -> NegotiatedRequest:
         """Moderation checks, then negotiation. Refusals are audited."""
+        await self._moderate(who, request)
+        provider = self.providers[request.provider]
+        try:
+            return provider.negotiate(request)
+        except InvalidRequestError as exc:
+            await self._refusal(who, "invalid_input", exc.message, request.prompt)
+            raise RequestRefused(exc.message) from None
+
+    async def plan(self, who: Requester, request: VideoRequest) -> Plan:
+        """`prepare` with failover (`bot.jobs.failover`): when the asked provider is failing,
+        the guild's fallback order picks another at once, or the plan needs the member's
+        consent to the alternative and its price. Nothing is reserved here."""
+        await self._moderate(who, request)
+        order = [] if who.guild_id is None else await failover.order(self.db, who.guild_id)
+        try:
+            found = failover.choose(request, self.providers, self.provider_verdict, order)
+        except InvalidRequestError as exc:
+            await self._refusal(who, "invalid_input", exc.message, request.prompt)
+            raise RequestRefused(exc.message) from None
+        if isinstance(found, NoProviderFound):
+            await self._refusal(who, "provider_failing", found.message(), request.prompt)
+            raise NoProviderAvailable(found)
+        return found
+
+    async def _moderate(self, who: Requester, request: VideoRequest) -> None:
         now = utcnow()
         if who.guild_id is not None:
             blocked = await moderation.check_member(self.db, who.guild_id, who.user_id, now)
@@ -216,17 +221,41 @@ class VideoService:
             if bad_prompt is not None:
                 await self._refusal(who, "blocked_word", bad_prompt, request.prompt)
                 raise RequestRefused(bad_prompt, kind="blocked_word")
-        provider = self.providers[request.provider]
-        try:
-            return provider.negotiate(request)
-        except InvalidRequestError as exc:
-            await self._refusal(who, "invalid_input", exc.message, request.prompt)
-            raise RequestRefused(exc.message) from None
+
+    # ----- provider health and the fallback order ---------------------------------------
+
+    def provider_verdict(self, name: str) -> Verdict:
+        """Whether `name` is failing now (`bot.jobs.health`)."""
+        return self.tracker.health.verdict(name)
+
+    async def provider_health(self) -> list[ProviderHealth]:
+        """Each configured provider's health, budget use and recent latency."""
+        loop_now = asyncio.get_running_loop().time()
+        board = self.tracker.health
+        return [
+            await health.provider_health(self.db, board, name, board.state(name), loop_now)
+            for name in self.providers
+        ]
+
+    async def provider_order(self, guild_id: int) -> list[str]:
+        return await failover.order(self.db, guild_id)
+
+    async def set_provider_order(self, guild_id: int, text: str, *, actor_id: int) -> Change:
+        """Parse and store `/videoadmin provider order` (raises ProviderOrderError)."""
+        names = failover.parse_order(text, list(self.providers))
+        return await failover.set_order(self.db, guild_id, names, actor_id=actor_id, now=utcnow())
 
     async def admit(
-        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+        self,
+        who: Requester,
+        request: NegotiatedRequest,
+        *,
+        input_dir: Path | None,
+        source: SourceMessage | None = None,
     ) -> Admitted:
-        """Write the job row and its quota reservation atomically, then hand it to the tracker."""
+        """Write the job row and its quota reservation atomically, then hand it to the tracker.
+
+        `source`: the message the input images came from (Animate), kept with the job."""
         now = utcnow()
         origin = "cli" if who.guild_id is None else "discord"
         try:
@@ -239,6 +268,7 @@ class VideoService:
                     request=request,
                     input_dir=input_dir,
                     origin=origin,
+                    source=source,
                     now=now,
                 )
                 if who.guild_id is not None:
@@ -282,7 +312,12 @@ class VideoService:
         return Admitted(job_id=job_id, request=request, note=MSG_HANDOVER_RUNS)
 
     async def admit_keeping_inputs(
-        self, who: Requester, request: NegotiatedRequest, *, input_dir: Path | None
+        self,
+        who: Requester,
+        request: NegotiatedRequest,
+        *,
+        input_dir: Path | None,
+        source: SourceMessage | None = None,
     ) -> Admitted:
         """`admit`, with the input images copied aside for "Again" first: the tracker
         removes the inputs once the provider accepted the job, which can be at once."""
@@ -292,7 +327,7 @@ class VideoService:
             log.warning("could not keep the input images for Again", exc_info=True)
             staged = None
         try:
-            admitted = await self.admit(who, request, input_dir=input_dir)
+            admitted = await self.admit(who, request, input_dir=input_dir, source=source)
         except BaseException:
             await asyncio.to_thread(self.files.discard_staged, staged)
             raise
@@ -367,45 +402,22 @@ class VideoService:
             prompt=prompt,
         )
 
-    # ----- resolution choices (autocomplete) ---------------------------------------------
+    # ----- what the configured providers offer (bot.jobs.offerings) ----------------------
 
     def resolution_choices(
         self, provider: str | None, aspect_ratio: str | None, typed: str = "", limit: int = 25
     ) -> list[str]:
-        """WIDTHxHEIGHT values the provider accepts unchanged, matching the aspect and text.
-
-        When `typed` is a size the provider would change, the size it would make comes first.
-        """
+        """Autocomplete for `resolution` (see `offerings.resolution_choices`)."""
         prov = self.providers.get(provider or self.default_provider)
-        if prov is None:
-            return []
-        sizes = list(prov.limits.sizes) or [s for s in COMMON_SIZES if self._accepts(prov, s)]
-        ratio = parse_aspect(aspect_ratio) if aspect_ratio else None
-        if ratio is not None:
-            sizes = [s for s in sizes if abs(s[0] / s[1] / ratio - 1) < 0.03]
-        text = typed.strip().lower().replace("×", "x").replace(" ", "")
-        labels = [f"{w}x{h}" for w, h in sizes if text in f"{w}x{h}"]
-        wanted = parse_resolution(text) if text else None
-        if wanted is not None:
-            snapped = self._negotiated_size(prov, wanted)
-            if snapped is not None:
-                label = f"{snapped[0]}x{snapped[1]}"
-                labels = [label, *(x for x in labels if x != label)]
-        return labels[:limit]
+        return offerings.resolution_choices(prov, aspect_ratio, typed, limit)
 
-    @staticmethod
-    def _negotiated_size(prov: Provider, size: tuple[int, int]) -> tuple[int, int] | None:
-        try:
-            wanted = f"{size[0]}x{size[1]}"
-            negotiated = prov.negotiate(
-                VideoRequest(prompt="-", provider=prov.name, resolution=wanted)
-            )
-        except (InvalidRequestError, ValidationError):
-            return None
-        return negotiated.width, negotiated.height
+    def edit_provider(self, job: JobRecord, operation: Operation) -> str | None:
+        """The provider that makes `operation` of `job`'s clip (None: none can)."""
+        return offerings.edit_provider(self.providers, job, operation)
 
-    def _accepts(self, prov: Provider, size: tuple[int, int]) -> bool:
-        return self._negotiated_size(prov, size) == size
+    def edits_for(self, job: JobRecord) -> list[Operation]:
+        """The edits offered on `job`'s delivered clip (its buttons)."""
+        return offerings.edits_for(self.providers, job)
 
     # ----- "Again": input images kept after submission -------------------------------------
 

@@ -1,8 +1,10 @@
 """Finished clips: `probe` describes a video file (PyAV); `fit_to_size` copies it, or
-re-encodes it (lower bitrate, then smaller picture) until it fits an upload limit."""
+re-encodes it (lower bitrate, then smaller picture) until it fits an upload limit;
+`save_source_clip` keeps a delivered clip to edit as an `InputVideo`."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import av
 
 from bot.media.errors import MediaError
 from bot.media.output import AUDIO_RATE, encoder_threads, temp_beside
+from bot.providers.base import InputVideo
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,63 @@ def fit_to_size(src: Path, dest: Path, max_bytes: int) -> VideoInfo:
         "the clip is too large to upload even after re-encoding; "
         "ask for a shorter duration or a lower resolution"
     )
+
+
+def save_source_clip(data: bytes, dest_dir: Path, name: str = "source") -> InputVideo:
+    """A delivered clip to edit (Extend / Retake), written to `dest_dir/<name>.mp4` and
+    probed by decoding it; MediaError when it is not a readable video."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / f"{name}.mp4"
+    path.write_bytes(data)
+    try:
+        info = probe(path)
+    except MediaError:
+        path.unlink(missing_ok=True)
+        raise
+    if info.frames <= 0 or info.fps <= 0:
+        path.unlink(missing_ok=True)
+        raise MediaError("the clip could not be read as a video")
+    return InputVideo(
+        path=path,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        frames=info.frames,
+        duration_s=round(info.duration_s, 3),
+        sha256=hashlib.sha256(data).hexdigest(),
+        filename=path.name,
+    )
+
+
+def sample_frames(
+    path: Path, *, per_second: float = 1.0, max_frames: int = 120, max_edge: int = 640
+) -> list[Any]:
+    """About `per_second` decoded frames per second of the clip (the first at 0 s), as BGR
+    `numpy` arrays no larger than `max_edge` (aspect kept); at most `max_frames` of them.
+
+    For the output safety check (`bot.safety`): frames are picked by their presentation
+    time, so a variable frame rate or a clip without an index still gives one per second.
+    """
+    step = 1.0 / per_second
+    frames: list[Any] = []
+    with _open_input(path) as container:
+        if not container.streams.video:
+            raise MediaError("the clip has no video stream")
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        due = 0.0
+        for frame in container.decode(vs):
+            moment = frame.time if frame.time is not None else due
+            if moment + 1e-6 < due:
+                continue
+            scale = min(1.0, max_edge / max(frame.width, frame.height))
+            picture = frame.reformat(
+                width=_even(frame.width * scale), height=_even(frame.height * scale), format="bgr24"
+            )
+            frames.append(picture.to_ndarray())
+            if len(frames) >= max_frames:
+                break
+            due = (math.floor(moment / step + 1e-6) + 1) * step
+    if not frames:
+        raise MediaError("the clip has no decodable video frames")
+    return frames

@@ -12,11 +12,15 @@ transaction when the caller has none.
 - generation: prompt, mode, settings {duration, width, height, fps, seed, audio, ...},
   inputs [{name, sha256, url?}], provider, model, provider_job_id, cost_usd,
   outcome ("delivered" | "failed" | "cancelled" | "expired"), failure_reason, result_url
-  (jump link to the result message)
+  (jump link to the result message), source {message_id, channel_id, author_id,
+  author_kind, url} (Animate: the message the images came from)
 - refusal: reason ("blocked_member" | "blocked_word" | "allowance" | "invalid_input" | ...),
   message, prompt, term_id
 - admin: setting, old, new (plus details such as reason, expires_at)
 - delete / cancel: message_id, job details; prune: deleted, cutoff, retention_days
+- provider_account: provider, status (e.g. 402), error (the provider's words)
+- generation `data` also has `operation` (generate / audio-to-video / extend / retake),
+  `source_job_id` for an edit, and the soundtrack's / source clip's sha256 in `inputs`
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ KIND_DELETE = "delete"
 KIND_PRUNE = "prune"
 KIND_CANCEL = "cancel"
 KIND_SUBMISSION_UNKNOWN = "submission_unknown"
+KIND_PROVIDER_ACCOUNT = "provider_account"
+KIND_SAFETY = "safety"
 _KIND_RE = re.compile(r"^[a-z][a-z_]{0,31}$")
 MAX_SUMMARY_CHARS = 1000
 
@@ -107,11 +113,13 @@ async def audit(
     job_id: int | None = None,
     data: dict[str, Any] | None = None,
     now: datetime,
+    modlog: bool = True,
 ) -> int:
     """Append an audit entry (inside the caller's transaction); returns its id.
 
-    When the guild has a log channel the entry is queued for it too, and the mod-log
-    worker is woken after the caller's transaction commits.
+    When the guild has a log channel the entry is queued for it too (unless `modlog` is
+    False: routine entries kept in the log only), and the mod-log worker is woken after the
+    caller's transaction commits.
     """
     if not _KIND_RE.match(kind):
         raise ValueError(f"bad audit kind {kind!r}")
@@ -131,7 +139,7 @@ async def audit(
         job_id=job_id,
         data_json=data_json,
     )
-    if guild_id is not None:
+    if guild_id is not None and modlog:
         await audit_store.enqueue_post(conn, audit_id, guild_id, now)
         _wake_after_commit(conn)
     return audit_id
@@ -238,6 +246,48 @@ async def audit_submission_unknown(
     )
 
 
+async def audit_provider_account(
+    conn: Connection, job: JobRecord, *, summary: str, now: datetime, **data: Any
+) -> int:
+    """The provider refused a job for its account (out of credit, HTTP 402): for the
+    admins, who must top up; written with the job's refund (the tracker's transaction)."""
+    return await audit(
+        conn,
+        guild_id=job.guild_id,
+        kind=KIND_PROVIDER_ACCOUNT,
+        summary=summary,
+        target_id=job.user_id,
+        channel_id=job.channel_id,
+        job_id=job.id,
+        data={"provider": job.provider, **data},
+        now=now,
+    )
+
+
+async def audit_provider_refusal(
+    conn: Connection, job: JobRecord, *, message: str, stage: str, now: datetime
+) -> int:
+    """The provider's safety filter refused a job (nothing was made or charged); written
+    with the job's refund (the tracker's transaction)."""
+    return await audit(
+        conn,
+        guild_id=job.guild_id,
+        kind=KIND_REFUSAL,
+        summary=f"job {job.id} refused by {job.provider}'s safety filter at {stage}",
+        actor_id=job.user_id,
+        target_id=job.user_id,
+        channel_id=job.channel_id,
+        job_id=job.id,
+        data={
+            "reason": "provider_filter",
+            "message": message,
+            "prompt": job.prompt,
+            "provider": job.provider,
+        },
+        now=now,
+    )
+
+
 def jump_url(guild_id: int | None, channel_id: int | None, message_id: int | None) -> str | None:
     if guild_id is None or channel_id is None or message_id is None:
         return None
@@ -268,6 +318,10 @@ async def audit_generation(
         for name in ("image", "first_frame", "last_frame")
         if (image := getattr(request, name)) is not None
     ]
+    if request.soundtrack is not None:
+        inputs.append({"name": "soundtrack", "sha256": request.soundtrack.sha256})
+    if request.edit is not None:
+        inputs.append({"name": "source", "sha256": request.edit.source.sha256})
     settings = {
         "duration": request.duration,
         "width": request.width,
@@ -280,6 +334,8 @@ async def audit_generation(
     data: dict[str, Any] = {
         "prompt": request.prompt,
         "mode": str(request.mode),
+        "operation": str(request.operation),
+        "source_job_id": request.edit.source_job_id if request.edit else None,
         "settings": settings,
         "inputs": inputs,
         "provider": job.provider,
@@ -292,6 +348,11 @@ async def audit_generation(
     }
     summary = f"job {job.id} {outcome}: {request.duration}s {request.width}x{request.height} "
     summary += f"on {job.provider}, ${job.cost_usd:.2f}"
+    source = job.source
+    if source is not None:
+        url = jump_url(source.guild_id, source.channel_id, source.message_id)
+        data["source"] = {**source.model_dump(), "url": url}
+        summary += f"; animated from {url} by {source.author_kind} {source.author_id}"
     async with db.transaction() as conn:
         return await audit(
             conn,

@@ -5,6 +5,10 @@ exponential backoff, dropped after `max_attempts` or on `PermanentPostError`) an
 retention every few hours. While started it is the database's audit listener, so every
 committed audit entry wakes it. `set_log_channel` is the audited admin change that turns
 posting on or off for a guild.
+
+A delivered generation's poster frame (written by the delivery before its entry was
+committed, see `bot.jobs.files`) is handed to the poster through `attachment` and removed
+once the entry is posted or dropped; the prune pass sweeps frames nothing waits for.
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
 
 from bot.db import Database, utcnow
 from bot.errors import PermanentPostError
+from bot.media.errors import MediaError
+from bot.media.poster import poster_jpeg
 from bot.moderation.audit import Change, admin_change, listen, unlisten
 from bot.moderation.retention import prune_all
 from bot.scheduling import create_task, exponential_backoff
@@ -27,6 +35,26 @@ from bot.store.guilds import get_guild_settings, update_guild_settings
 log = logging.getLogger(__name__)
 
 Poster = Callable[[AuditEntry, int], Awaitable[None]]
+
+
+class PosterFrames(Protocol):
+    """Where delivered clips' poster frames wait for the mod-log (`bot.jobs.files.JobFiles`)."""
+
+    def save_poster(self, job_id: int, data: bytes) -> Path: ...
+
+    def read_poster(self, job_id: int) -> bytes | None: ...
+
+    def remove_poster(self, job_id: int) -> None: ...
+
+    def sweep_posters(self, waiting: Collection[int], *, older_than: float = ...) -> int: ...
+
+
+def _has_poster(entry: AuditEntry) -> bool:
+    return (
+        entry.kind == "generation"
+        and entry.job_id is not None
+        and entry.data.get("outcome") == "delivered"
+    )
 
 
 async def set_log_channel(
@@ -82,9 +110,11 @@ class ModLog:
         post_timeout: float = 30.0,
         prune_interval: timedelta | None = timedelta(hours=6),
         batch: int = 50,
+        frames: PosterFrames | None = None,
     ) -> None:
         self.db = db
         self.poster = poster
+        self.frames = frames
         self.clock = clock
         self.max_attempts = max_attempts
         self.base_delay = base_delay
@@ -126,6 +156,45 @@ class ModLog:
         """Post newly queued entries now instead of at the next poll."""
         self._wake.set()
 
+    # ----- poster frames ----------------------------------------------------------------
+
+    async def keep_frame(self, guild_id: int | None, job_id: int, clip: Path) -> bool:
+        """Make and keep the poster frame of a delivered clip for its generation entry
+        (call before that entry is written, while the clip is on disk). Only for a guild
+        with a log channel; False when none was kept (an unreadable clip is logged)."""
+        if self.frames is None or guild_id is None:
+            return False
+        settings = await get_guild_settings(self.db, guild_id)
+        if settings.log_channel_id is None:
+            return False
+        try:
+            data = await asyncio.to_thread(poster_jpeg, clip)
+        except MediaError as exc:
+            log.warning("job %s: no poster frame for the mod-log: %s", job_id, exc.message)
+            return False
+        await asyncio.to_thread(self.frames.save_poster, job_id, data)
+        return True
+
+    async def attachment(self, entry: AuditEntry) -> bytes | None:
+        """The poster frame (JPEG) to show with `entry`, if it has one waiting."""
+        if self.frames is None or not _has_poster(entry) or entry.job_id is None:
+            return None
+        return await asyncio.to_thread(self.frames.read_poster, entry.job_id)
+
+    async def _release(self, entry: AuditEntry | None) -> None:
+        """The entry was posted or dropped: its poster frame is not needed any more."""
+        if self.frames is not None and entry is not None and _has_poster(entry):
+            assert entry.job_id is not None
+            await asyncio.to_thread(self.frames.remove_poster, entry.job_id)
+
+    async def sweep_frames(self) -> int:
+        """Remove poster frames that no queued entry waits for (a guild without a log
+        channel, an entry pruned or dropped before it was posted)."""
+        if self.frames is None:
+            return 0
+        waiting = await audit_store.waiting_generation_jobs(self.db)
+        return await asyncio.to_thread(self.frames.sweep_posters, waiting)
+
     # ----- one pass ---------------------------------------------------------------------
 
     def backoff(self, attempts: int) -> float:
@@ -148,6 +217,7 @@ class ModLog:
         async with self.db.transaction() as conn:
             dropped = await audit_store.drop_exhausted(conn, self.max_attempts)
         for audit_id, guild_id in dropped:
+            await self._release(await audit_store.get_entry(self.db, audit_id))
             log.warning(
                 "mod-log: gave up posting audit entry %d to guild %d after %d attempts",
                 audit_id,
@@ -164,6 +234,7 @@ class ModLog:
             entry = await audit_store.get_entry(self.db, item.audit_id)
             if item.channel_id is None or entry is None:  # channel turned off / pruned
                 await self._done(item.audit_id)
+                await self._release(entry)
                 continue
             try:
                 poster = self.poster
@@ -175,6 +246,7 @@ class ModLog:
                     "mod-log: dropping audit entry %d for guild %d: %s", entry.id, guild_id, exc
                 )
                 await self._done(item.audit_id)
+                await self._release(entry)
                 continue
             except Exception as exc:
                 attempts = item.attempts + 1
@@ -198,6 +270,7 @@ class ModLog:
                     )
                 break  # keep the guild's entries in order: the rest wait too
             await self._done(item.audit_id)
+            await self._release(entry)
             posted += 1
         return posted
 
@@ -232,6 +305,7 @@ class ModLog:
             return
         self._next_prune = now + self.prune_interval
         await prune_all(self.db, now)
+        await self.sweep_frames()
 
     async def _idle_delay(self) -> float:
         delay = self.poll_interval

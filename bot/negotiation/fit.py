@@ -43,7 +43,12 @@ from bot.providers.base import (
 
 PricePerSecond = Callable[[int, int], float]
 
-_LABELS = {"bytecompute": "ByteCompute", "leonardo": "Leonardo", "simulator": "The simulator"}
+_LABELS = {
+    "bytecompute": "ByteCompute",
+    "leonardo": "Leonardo",
+    "ltx": "LTX",
+    "simulator": "The simulator",
+}
 
 
 def provider_label(provider: str) -> str:
@@ -167,6 +172,13 @@ def _check_inputs(request: VideoRequest, limits: ProviderLimits, label: str) -> 
         raise InvalidRequestError(
             f"{label} cannot use first/last frames. Remove them or pick another provider."
         )
+    if request.soundtrack is not None and not limits.supports_soundtrack:
+        raise InvalidRequestError(
+            f"{label} cannot make a clip to a soundtrack. Remove `soundtrack` or pick a "
+            "provider that can (`provider:ltx`)."
+        )
+    if request.edit is not None and request.operation not in limits.edits:
+        raise InvalidRequestError(f"{label} cannot {request.operation.value} a clip.")
 
 
 # ----- fps and duration ----------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,9 +21,24 @@ MAX_PROMPT_CHARS = 5000
 
 
 class Mode(StrEnum):
+    """What the picture starts from (the jobs table's `mode`)."""
+
     TEXT = "text-to-video"
     IMAGE = "image-to-video"
     FRAMES = "frame-to-video"
+
+
+class Operation(StrEnum):
+    """What the provider is asked to do: make a clip, make one to a soundtrack, or edit a
+    delivered clip (kept in the request's JSON; `Mode` stays the picture's starting point)."""
+
+    GENERATE = "generate"
+    AUDIO = "audio-to-video"
+    EXTEND = "extend"
+    RETAKE = "retake"
+
+
+EDIT_OPERATIONS = (Operation.EXTEND, Operation.RETAKE)
 
 
 class InputImage(BaseModel):
@@ -51,6 +66,52 @@ class InputImage(BaseModel):
         return digest.hexdigest()
 
 
+class InputAudio(BaseModel):
+    """A soundtrack already downloaded and decoded (see bot/media/audio.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    mime: str
+    duration_s: float  # measured by decoding every sample
+    sha256: str
+    filename: str = "soundtrack.mp3"
+
+
+class InputVideo(BaseModel):
+    """A delivered clip to edit, downloaded and probed (PyAV)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    frames: int
+    duration_s: float
+    sha256: str
+    filename: str = "source.mp4"
+    mime: str = "video/mp4"
+
+
+class EditSpec(BaseModel):
+    """Extend or retake a delivered clip (`source`, made by job `source_job_id`).
+
+    extend: `seconds` new seconds at the `where` end; retake: redo `seconds` from `start`
+    (`redo`: video, audio or both)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["extend", "retake"]
+    source: InputVideo
+    source_job_id: int | None = None
+    source_message_id: int | None = None  # the clip's message: the result replies to it
+    seconds: float = Field(gt=0, le=60)
+    start: float = Field(default=0.0, ge=0)
+    where: Literal["end", "start"] = "end"
+    redo: Literal["video", "audio", "both"] = "both"
+
+
 class VideoRequest(BaseModel):
     """What the member asked for. Optional fields mean "provider default"."""
 
@@ -65,6 +126,8 @@ class VideoRequest(BaseModel):
     fps: int | None = Field(default=None, ge=1, le=120)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     audio: bool = True
+    soundtrack: InputAudio | None = None
+    edit: EditSpec | None = None
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -92,7 +155,23 @@ class VideoRequest(BaseModel):
             )
         if self.last_frame is not None and self.first_frame is None:
             raise ValueError("`last_frame` needs a `first_frame` too")
+        if self.soundtrack is not None and self.first_frame is not None:
+            raise ValueError(
+                "a `soundtrack` clip starts from one picture: attach it as `image`, "
+                "not `first_frame`/`last_frame`"
+            )
+        pictures = self.image or self.first_frame or self.last_frame
+        if self.edit is not None and (pictures or self.soundtrack):
+            raise ValueError("an edit of a clip takes no images or soundtrack")
         return self
+
+    @property
+    def operation(self) -> Operation:
+        if self.edit is not None:
+            return Operation(self.edit.kind)
+        if self.soundtrack is not None:
+            return Operation.AUDIO
+        return Operation.GENERATE
 
     @property
     def mode(self) -> Mode:
@@ -150,6 +229,9 @@ class NegotiatedRequest(BaseModel):
     image: InputImage | None = None
     first_frame: InputImage | None = None
     last_frame: InputImage | None = None
+    operation: Operation = Operation.GENERATE
+    soundtrack: InputAudio | None = None
+    edit: EditSpec | None = None
     adjustments: list[Adjustment] = Field(default_factory=list)
     cost_usd: float = 0.0
     extra: dict[str, Any] = Field(default_factory=dict)
@@ -165,7 +247,16 @@ class NegotiatedRequest(BaseModel):
     def params(self) -> dict[str, Any]:
         """The settings that go into the job row (no image paths, no prompt)."""
         return self.model_dump(
-            mode="json", exclude={"prompt", "image", "first_frame", "last_frame", "adjustments"}
+            mode="json",
+            exclude={
+                "prompt",
+                "image",
+                "first_frame",
+                "last_frame",
+                "soundtrack",
+                "edit",
+                "adjustments",
+            },
         )
 
 
@@ -195,6 +286,9 @@ class JobStatus(BaseModel):
     failure_reason: str | None = None
     result_url: str | None = None
     adjustments: list[Adjustment] = Field(default_factory=list)
+    # The provider marked the finished clip as not safe for work (Leonardo's per-generation
+    # `nsfw` flag): the output safety check treats it as a score of 1 (see bot/safety).
+    nsfw: bool = False
 
 
 class CheckResult(BaseModel):
@@ -226,6 +320,9 @@ class ProviderLimits:
     supports_frames: bool = True
     supports_seed: bool = True
     supports_audio_toggle: bool = True
+    # Audio-to-video (`/video soundtrack`) and edits of a delivered clip it can make.
+    supports_soundtrack: bool = False
+    edits: tuple[Operation, ...] = ()
     max_prompt_chars: int = MAX_PROMPT_CHARS
     job_expiry: timedelta | None = None
     requests_per_minute: int = 600
@@ -259,8 +356,29 @@ class InvalidRequestError(ProviderError):
     """The provider refused the request; `message` can be shown to the member."""
 
 
+MSG_CONTENT_REFUSED = (
+    "the video service's safety filter refused this prompt or image; change the prompt "
+    "(or the image) and try again"
+)
+
+
+class ContentRefusedError(InvalidRequestError):
+    """The provider's safety filter refused the prompt or an input image (the LTX API's 422
+    `content_filtered_error`). Nothing is made or billed; the member is told to change the
+    request (`message` defaults to `MSG_CONTENT_REFUSED`) and the mod-log gets an entry."""
+
+    def __init__(self, message: str = MSG_CONTENT_REFUSED, **kw: Any) -> None:
+        super().__init__(message, **kw)
+
+
 class AuthenticationError(ProviderError):
     """Bad or missing credentials/credit. Admin-facing only; never shown to members."""
+
+
+class InsufficientCreditsError(AuthenticationError):
+    """The account is out of credit (HTTP 402): nothing was made or billed, the key is good,
+    and the provider takes no new work until an admin tops it up. Ends the job with a refund
+    like an AuthenticationError; provider health tells the two apart (`bot.jobs.health`)."""
 
 
 class RateLimitedError(ProviderError):

@@ -36,6 +36,15 @@ def build_providers(
                 pro_1080=settings.leonardo_pro_usd_per_second,
             ),
         )
+    if settings.ltx_api_key is not None:
+        from bot.providers.ltx import LtxProvider
+
+        providers["ltx"] = LtxProvider(
+            client,
+            api_key=settings.ltx_api_key.get_secret_value(),
+            base_url=settings.ltx_base_url,
+            model=settings.ltx_model,
+        )
     if settings.simulator_on:
         from bot.providers.simulator import SimulatorProvider
 

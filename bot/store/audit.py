@@ -213,6 +213,16 @@ async def pending_posts(target: DbOrConn, guild_id: int | None = None) -> int:
     return int(rows[0][0])
 
 
+async def waiting_generation_jobs(target: DbOrConn) -> set[int]:
+    """Job ids of the generation entries still queued for a mod-log channel."""
+    rows = await fetchall(
+        target,
+        "SELECT a.job_id FROM modlog_outbox o JOIN audit_log a ON a.id = o.audit_id "
+        "WHERE a.kind = 'generation' AND a.job_id IS NOT NULL",
+    )
+    return {int(r[0]) for r in rows}
+
+
 async def post_done(conn: Connection, audit_id: int) -> None:
     await conn.execute("DELETE FROM modlog_outbox WHERE audit_id = ?", (audit_id,))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,7 @@ from bot.limits import (
     HD_WEIGHT,
     JOBS_PER_MEMBER,
     MONTHLY_BUDGET_USD,
+    SAFETY_THRESHOLD,
     WINDOW_HOURS,
 )
 from bot.store._conn import Connection, DbOrConn, Row, fetchall, writing
@@ -59,6 +60,11 @@ class GuildSettings(BaseModel):
     # 0 is stored as None (no budget), hence more than 0 here.
     monthly_budget_usd: float | None = Field(default=None, gt=0, le=MONTHLY_BUDGET_USD.high)
     retention_days: int = Field(default=DEFAULT_RETENTION_DAYS, ge=1, le=3650)
+    # Animate (message context menu) on messages the member did not write: off by default.
+    animate_others: bool = False
+    # Output safety check; None: the defaults of bot.safety.policy.
+    safety_mode: Literal["off", "spoiler", "hold"] | None = None
+    safety_threshold: Annotated[float | None, SAFETY_THRESHOLD] = None
     updated_at: datetime | None = None
 
     def allowance_seconds(self, default_seconds: int) -> int:
@@ -81,6 +87,9 @@ SETTINGS_FIELDS: frozenset[str] = frozenset(
         "cooldown_seconds",
         "monthly_budget_usd",
         "retention_days",
+        "animate_others",
+        "safety_mode",
+        "safety_threshold",
     }
 )
 _COLUMNS = ", ".join(sorted(SETTINGS_FIELDS))

@@ -1,4 +1,5 @@
-"""`/videoadmin …`: the admin cog (`cog.py`) and its allowance subgroup (`allowance.py`)."""
+"""`/videoadmin …`: the admin cog (`cog.py`), its allowance, provider and usage subgroups
+(`allowance.py`, `providers.py`, `usage.py`) and the queue (`queue.py`)."""
 
 from __future__ import annotations
 

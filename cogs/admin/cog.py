@@ -4,7 +4,9 @@ The group carries `default_member_permissions = Manage Server` (which only hides
 admins can change who sees it) and every callback checks Manage Server again at run time.
 Every answer is ephemeral; every change is audited (who, old → new) in the same transaction
 as the change and then posted to the mod-log channel. The allowance subgroup lives in
-`cogs/admin/allowance.py` and is attached here.
+`cogs/admin/allowance.py`, the provider subgroup in `cogs/admin/providers.py`, the usage
+subgroup in `cogs/admin/usage.py`, the queue in `cogs/admin/queue.py`, the animate and
+safety commands in `cogs/admin/animate.py` and `cogs/admin/safety.py`; all are attached here.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from bot import moderation
 from bot.db import utcnow
 from bot.moderation import AuditEntry, BlockedMember, BlockedTerm, ModerationError
 from cogs.admin.allowance import allowance_group
+from cogs.admin.animate import animate_setting
+from cogs.admin.providers import provider_group
+from cogs.admin.queue import QueueRefresh, queue_command
+from cogs.admin.safety import safety_command
+from cogs.admin.usage import usage_group
 from cogs.ui.checks import has_manage_guild, require_manage_guild
 from cogs.ui.modlog import inert, make_poster
 from cogs.ui.pages import Pager, paginate
@@ -46,6 +53,8 @@ KIND_ICONS = {
     "cancel": "✖️",
     "prune": "🧹",
     "submission_unknown": "❓",
+    "provider_account": "💳",
+    "safety": "🛡️",
 }
 
 
@@ -103,13 +112,19 @@ class AdminCog(commands.Cog):
     def __init__(self, bot: VideoBot | commands.Bot) -> None:
         self.bot: Any = bot
         # The instance's copy of the group (discord.py copies class-level groups per cog).
-        self.videoadmin.add_command(allowance_group)
+        for group in (allowance_group, provider_group, usage_group):
+            self.videoadmin.add_command(group)
+        self.videoadmin.add_command(animate_setting)
+        self.videoadmin.add_command(safety_command)
+        self.videoadmin.add_command(queue_command)
 
     async def cog_load(self) -> None:
-        self.bot.modlog.poster = make_poster(self.bot)
+        self.bot.modlog.poster = make_poster(self.bot, self.bot.modlog.attachment)
+        self.bot.add_dynamic_items(QueueRefresh)
 
     async def cog_unload(self) -> None:
         self.bot.modlog.poster = None
+        self.bot.remove_dynamic_items(QueueRefresh)
 
     # ----- helpers ----------------------------------------------------------------------
 

@@ -21,6 +21,12 @@ def has_manage_guild(interaction: discord.Interaction) -> bool:
     return bool(perms.manage_guild or perms.administrator)
 
 
+def is_moderator(interaction: discord.Interaction) -> bool:
+    """Manage Messages / Manage Server / Administrator in this channel (Discord-computed)."""
+    perms = interaction.permissions
+    return bool(perms.manage_messages or perms.manage_guild or perms.administrator)
+
+
 async def require_manage_guild(interaction: discord.Interaction) -> bool:
     """Check Manage Server; when missing, answer ephemerally and return False."""
     if has_manage_guild(interaction):

@@ -8,7 +8,9 @@ description 4096, field name 256 / value 1024, 25 fields, footer 2048, 6000 in t
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -27,6 +29,7 @@ FOOTER_LIMIT = 2048
 TOTAL_LIMIT = 6000
 MAX_FIELDS = 25
 PROMPT_LIMIT = 1500  # compact: the full prompt is in the audit log / export
+POSTER_FILENAME = "poster.jpg"  # a delivered clip's frame, attached and shown as the image
 
 STYLE: dict[str, tuple[str, str, discord.Colour]] = {
     "generation": ("🎬", "Generation", discord.Colour.blurple()),
@@ -36,6 +39,8 @@ STYLE: dict[str, tuple[str, str, discord.Colour]] = {
     "cancel": ("✖️", "Cancelled", discord.Colour.dark_grey()),
     "prune": ("🧹", "Retention", discord.Colour.light_grey()),
     "submission_unknown": ("❓", "Submission unanswered", discord.Colour.gold()),
+    "provider_account": ("💳", "Provider account", discord.Colour.red()),
+    "safety": ("🛡️", "Output safety", discord.Colour.dark_gold()),
 }
 OUTCOME_COLOURS = {
     "delivered": discord.Colour.green(),
@@ -48,6 +53,7 @@ REFUSAL_WORDS = {
     "blocked_word": "blocked term",
     "allowance": "allowance used up",
     "invalid_input": "invalid input",
+    "provider_filter": "video service's safety filter",
 }
 
 
@@ -122,6 +128,21 @@ def _inputs_text(inputs: Any) -> tuple[str | None, str | None]:
     return (clip(text, FIELD_VALUE_LIMIT) if text else None), thumbnail
 
 
+def _source_text(source: Any) -> str | None:
+    """Animate: the source message (jump link) and its author."""
+    if not isinstance(source, dict):
+        return None
+    parts = []
+    url = _http_url(source.get("url"))
+    if url is not None:
+        parts.append(f"[message]({url})")
+    author = _user(source.get("author_id"))
+    if author:
+        kind = source.get("author_kind")
+        parts.append(f"by {author}" + (f" ({inert(kind, 20)})" if kind != "member" else ""))
+    return " ".join(parts) or None
+
+
 def _change_text(data: dict[str, Any]) -> str | None:
     if "setting" not in data:
         return None
@@ -132,8 +153,9 @@ def _change_text(data: dict[str, Any]) -> str | None:
     )
 
 
-def render_entry(entry: AuditEntry) -> discord.Embed:
-    """A compact embed for one audit entry, within Discord's embed limits."""
+def render_entry(entry: AuditEntry, *, poster: bool = False) -> discord.Embed:
+    """A compact embed for one audit entry, within Discord's embed limits. `poster`: the
+    message carries the clip's poster frame as `poster.jpg`, shown as the embed image."""
     data = entry.data
     icon, words, colour = STYLE.get(
         entry.kind, ("📝", entry.kind.title(), discord.Colour.default())
@@ -191,6 +213,9 @@ def render_entry(entry: AuditEntry) -> discord.Embed:
     inputs, thumbnail = _inputs_text(data.get("inputs"))
     if inputs:
         fields.append(("Inputs", inputs, False))
+    source = _source_text(data.get("source"))
+    if source:
+        fields.append(("Animated from", source, True))
     result = _http_url(data.get("result_url"))
     if result:
         fields.append(("Result", f"[Jump to the message]({result})", True))
@@ -200,6 +225,8 @@ def render_entry(entry: AuditEntry) -> discord.Embed:
         )
     if thumbnail:
         embed.set_thumbnail(url=thumbnail)
+    if poster:
+        embed.set_image(url=f"attachment://{POSTER_FILENAME}")
     guild_part = f" · guild {entry.guild_id}" if entry.guild_id is not None else ""
     embed.set_footer(text=clip(f"audit #{entry.id}{guild_part}", FOOTER_LIMIT))
     _fit_total(embed)
@@ -214,9 +241,28 @@ def _fit_total(embed: discord.Embed) -> None:
         embed.remove_field(len(embed.fields) - 1)
 
 
-def make_poster(bot: discord.Client) -> Poster:
+Attachment = Callable[[AuditEntry], Awaitable[bytes | None]]
+
+
+async def _send(channel: Any, channel_id: int, embed: discord.Embed, image: bytes | None) -> None:
+    """Post one entry; PermanentPostError when retrying cannot help."""
+    extra: dict[str, Any] = {}
+    if image is not None:
+        extra["file"] = discord.File(io.BytesIO(image), filename=POSTER_FILENAME)
+    try:
+        await channel.send(embed=embed, allowed_mentions=NONE, **extra)
+    except discord.NotFound:
+        raise PermanentPostError(f"log channel {channel_id} no longer exists") from None
+    except discord.HTTPException as exc:
+        if exc.status == 400:
+            raise PermanentPostError(f"Discord rejected the embed: {exc.text[:200]}") from None
+        raise
+
+
+def make_poster(bot: discord.Client, attachment: Attachment | None = None) -> Poster:
     """The callable `ModLog` uses to post an entry; raises on failure (the outbox retries),
-    PermanentPostError when retrying cannot help (channel gone, entry rejected)."""
+    PermanentPostError when retrying cannot help (channel gone, entry rejected).
+    `attachment`: the entry's poster frame, if any (`ModLog.attachment`)."""
 
     async def post(entry: AuditEntry, channel_id: int) -> None:
         channel: Any = bot.get_channel(channel_id)
@@ -227,13 +273,16 @@ def make_poster(bot: discord.Client) -> Poster:
                 raise PermanentPostError(f"log channel {channel_id} no longer exists") from None
         if not isinstance(channel, discord.abc.Messageable):
             raise PermanentPostError(f"log channel {channel_id} is not a text channel")
-        try:
-            await channel.send(embed=render_entry(entry), allowed_mentions=NONE)
-        except discord.NotFound:
-            raise PermanentPostError(f"log channel {channel_id} no longer exists") from None
-        except discord.HTTPException as exc:
-            if exc.status == 400:
-                raise PermanentPostError(f"Discord rejected the embed: {exc.text[:200]}") from None
-            raise
+        image = await attachment(entry) if attachment is not None else None
+        if image is not None:
+            try:
+                await _send(channel, channel_id, render_entry(entry, poster=True), image)
+                return
+            except discord.Forbidden:
+                # No Attach Files in the log channel: the entry still goes, without its frame.
+                log.info(
+                    "mod-log channel %s: no Attach Files; posting without the frame", channel_id
+                )
+        await _send(channel, channel_id, render_entry(entry), None)
 
     return post

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import discord
 
-from bot.providers.base import Adjustment, Mode, NegotiatedRequest
+from bot.providers.base import Adjustment, Mode, NegotiatedRequest, Operation
 
 CONTENT_LIMIT = 2000
 PROMPT_ECHO_LIMIT = 600
@@ -50,10 +50,26 @@ def quote(text: str) -> str:
     return f"> {text}"
 
 
+def operation_words(req: NegotiatedRequest) -> str:
+    """`text-to-video`, `audio-to-video (image)`, `extend job 12 (+5 s at the end)`, ..."""
+    mode = MODE_WORDS.get(req.mode, str(req.mode))
+    edit = req.edit
+    if req.operation is Operation.AUDIO:
+        return "audio-to-video" + (" from an image" if req.image is not None else "")
+    if edit is not None and req.operation is Operation.EXTEND:
+        of = f" job {edit.source_job_id}" if edit.source_job_id else ""
+        return f"extend{of} (+{edit.seconds:g} s at the {edit.where})"
+    if edit is not None and req.operation is Operation.RETAKE:
+        of = f" job {edit.source_job_id}" if edit.source_job_id else ""
+        end = edit.start + edit.seconds
+        return f"retake{of} ({edit.redo}, {edit.start:g}–{end:g} s)"
+    return mode
+
+
 def settings_line(req: NegotiatedRequest) -> str:
     """What will be (or was) made, e.g. `text-to-video · 5 s · 1280×720 · 25 fps · …`."""
     parts = [
-        MODE_WORDS.get(req.mode, str(req.mode)),
+        operation_words(req),
         f"{req.duration} s",
         f"{req.width}×{req.height}",
         f"{req.fps} fps",

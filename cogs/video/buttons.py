@@ -7,6 +7,7 @@ it calls the video cog's handler for that action.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -21,14 +22,17 @@ BUTTON_LOOKS = {
     "cancel": ("Cancel", discord.ButtonStyle.secondary),
     "again": ("Again", discord.ButtonStyle.primary),
     "delete": ("Delete", discord.ButtonStyle.danger),
+    "extend": ("Extend", discord.ButtonStyle.secondary),
+    "retake": ("Retake", discord.ButtonStyle.secondary),
 }
 
 
 class JobButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"ltx:(?P<action>cancel|again|delete):(?P<job>\d+)",
+    template=r"ltx:(?P<action>cancel|again|delete|extend|retake):(?P<job>\d+)",
 ):
-    """Cancel / Again / Delete for one job; the custom_id carries both, so it outlives restarts."""
+    """Cancel / Again / Delete / Extend / Retake for one job; the custom_id carries both,
+    so it outlives restarts."""
 
     def __init__(self, action: str, job_id: int) -> None:
         label, style = BUTTON_LOOKS[action]
@@ -46,7 +50,14 @@ class JobButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = _cog(interaction)
-        press = {"cancel": cog.press_cancel, "again": cog.press_again, "delete": cog.press_delete}
+        press = {
+            "cancel": cog.presses.cancel,
+            "again": cog.presses.again,
+            "delete": cog.presses.delete,
+        }
+        if self.action in ("extend", "retake"):
+            await cog.edits.press_edit(interaction, self.job_id, self.action)
+            return
         await press[self.action](interaction, self.job_id)
 
 
@@ -64,8 +75,13 @@ def cancel_view(job_id: int) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: int) -> discord.ui.View:
+def result_view(job_id: int, edits: Sequence[str] = (), *, again: bool = True) -> discord.ui.View:
+    """Again (not on an edited clip: use its edit buttons), Delete, and the `edits`
+    ("extend", "retake") a configured provider can make of this clip."""
     view = discord.ui.View(timeout=None)
-    view.add_item(JobButton("again", job_id))
+    if again:
+        view.add_item(JobButton("again", job_id))
     view.add_item(JobButton("delete", job_id))
+    for action in edits:
+        view.add_item(JobButton(action, job_id))
     return view

@@ -20,28 +20,38 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import media, moderation
+from bot import media
 from bot.db import utcnow
-from bot.jobs import JobRecord
-from bot.jobs.service import Requester, RequestRefused
-from bot.providers.base import MAX_PROMPT_CHARS, parse_resolution
+from bot.jobs import SourceMessage
+from bot.jobs.failover import Plan
+from bot.jobs.service import NoProviderAvailable, Requester, RequestRefused
+from bot.limits import CLIP_SECONDS
+from bot.providers.base import MAX_PROMPT_CHARS, EditSpec
 from cogs.ui import text as render
+from cogs.ui.failover import no_provider_text, switch_line
 from cogs.video.buttons import JobButton, cancel_view
 from cogs.video.common import NO_MENTIONS, allowance_left, requester, send_ephemeral
 from cogs.video.delivery import ClipDelivery
+from cogs.video.edits import EditFlow
+from cogs.video.inputs import attachment_problem, save_input
+from cogs.video.offer import OFFER_TIMEOUT, offer_alternative
+from cogs.video.presses import ResultPresses
+from cogs.video.safety import HoldButton
 from cogs.video.status import Live, StatusBoard
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROMPT_MAX = 2000  # what /video accepts (providers take up to 5000; echo is shortened)
 assert PROMPT_MAX <= MAX_PROMPT_CHARS
@@ -55,12 +65,6 @@ PERMISSION_NAMES = {
     "embed_links": "Embed Links",
     "read_message_history": "Read Message History",
 }
-
-
-def is_moderator(interaction: discord.Interaction) -> bool:
-    """Manage Messages / Manage Server / Administrator in this channel (Discord-computed)."""
-    perms = interaction.permissions
-    return bool(perms.manage_messages or perms.manage_guild or perms.administrator)
 
 
 def missing_permissions(interaction: discord.Interaction) -> list[str]:
@@ -84,15 +88,22 @@ class VideoCog(commands.Cog):
         self.bot = bot
         self.status = StatusBoard(bot)
         self.delivery = ClipDelivery(bot, self.status)
+        self.offer_timeout = OFFER_TIMEOUT  # seconds an alternative provider is offered
+        self.edits = EditFlow(self)
+        self.presses = ResultPresses(self)
+        if not any(p.limits.supports_soundtrack for p in bot.providers.values()):
+            # Offered only when a configured provider makes clips to a soundtrack: the
+            # option leaves the command's schema (discord.py has no public remover).
+            self.video._params.pop("soundtrack", None)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(JobButton)
+        self.bot.add_dynamic_items(JobButton, HoldButton)
         self.bot.delivery.target = self.delivery
 
     async def cog_unload(self) -> None:
         if self.bot.delivery.target is self.delivery:
             self.bot.delivery.target = None
-        self.bot.remove_dynamic_items(JobButton)
+        self.bot.remove_dynamic_items(JobButton, HoldButton)
         await self.status.shutdown()
 
     # ----- /video ---------------------------------------------------------------------
@@ -111,6 +122,7 @@ class VideoCog(commands.Cog):
         provider="Which video service to use",
         seed="Seed for reproducible results (random when left out)",
         audio="Generate sound (default: yes)",
+        soundtrack="Sound file (2–20 s: MP3, WAV, OGG, FLAC, M4A) the clip is made to",
     )
     @app_commands.choices(aspect_ratio=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
     @app_commands.choices(fps=[app_commands.Choice(name=f"{f} fps", value=f) for f in FPS_CHOICES])
@@ -121,18 +133,25 @@ class VideoCog(commands.Cog):
         image: discord.Attachment | None = None,
         first_frame: discord.Attachment | None = None,
         last_frame: discord.Attachment | None = None,
-        duration: app_commands.Range[int, 1, 20] | None = None,
+        duration: app_commands.Range[int, int(CLIP_SECONDS.low), int(CLIP_SECONDS.high)]
+        | None = None,
         resolution: str | None = None,
         aspect_ratio: app_commands.Choice[str] | None = None,
         fps: app_commands.Choice[int] | None = None,
         provider: str | None = None,
         seed: app_commands.Range[int, 0, 4294967295] | None = None,
         audio: bool | None = None,
+        soundtrack: discord.Attachment | None = None,
     ) -> None:
         # Cheap local checks answer at once (that is the acknowledgement); everything that
         # touches the network or disk happens after defer().
-        attachments = {"image": image, "first_frame": first_frame, "last_frame": last_frame}
-        problem = self._precheck(interaction, attachments, resolution)
+        attachments = {
+            "image": image,
+            "first_frame": first_frame,
+            "last_frame": last_frame,
+            "soundtrack": soundtrack,
+        }
+        problem = self.precheck(interaction, attachments, resolution)
         if problem is not None:
             await send_ephemeral(interaction, problem)
             return
@@ -148,7 +167,7 @@ class VideoCog(commands.Cog):
         inputs = {name: att for name, att in attachments.items() if att is not None}
         await self.start_job(interaction, prompt, provider, options, inputs)
 
-    def _precheck(
+    def precheck(
         self,
         interaction: discord.Interaction,
         attachments: Mapping[str, discord.Attachment | None],
@@ -161,24 +180,7 @@ class VideoCog(commands.Cog):
         missing = missing_permissions(interaction)
         if missing:
             return render.missing_permissions_text(missing)
-        image = attachments.get("image")
-        first, last = attachments.get("first_frame"), attachments.get("last_frame")
-        if image is not None and (first is not None or last is not None):
-            return (
-                "Use either `image` (image-to-video) or `first_frame`/`last_frame` "
-                "(frame-to-video), not both."
-            )
-        if last is not None and first is None:
-            return "`last_frame` needs a `first_frame` too (or attach it as `image`)."
-        for name, att in attachments.items():
-            if att is not None and att.size > media.MAX_IMAGE_BYTES:
-                return (
-                    f"`{name}` is {att.size / 2**20:.1f} MB; images must be at most "
-                    f"{media.MAX_IMAGE_BYTES / 2**20:.0f} MB. Attach a smaller PNG, JPEG or WebP."
-                )
-        if resolution and parse_resolution(resolution) is None:
-            return "`resolution` must look like `1280x720` (WIDTHxHEIGHT, 16–8192 px each)."
-        return None
+        return attachment_problem(attachments, resolution)
 
     def _seed_for(self, provider: str | None, seed: int | None) -> int | None:
         """The member's seed, or a random one when the provider takes seeds (so the result
@@ -197,41 +199,56 @@ class VideoCog(commands.Cog):
         provider: str | None,
         options: dict[str, Any],
         inputs: Mapping[str, discord.Attachment | bytes],
+        *,
+        source: SourceMessage | None = None,
+        edit: Mapping[str, Any] | None = None,
     ) -> None:
-        """After defer: download inputs, validate, negotiate, reserve, enqueue, show status."""
+        """After defer: download inputs, validate, moderate, choose the provider (failover:
+        `bot.jobs.failover`), then admit (or first offer the alternative) and show status.
+
+        Shared by `/video`, its Again button and Animate (`source`: the message the images
+        came from, kept with the job and named in its audit entry). `edit`: the EditSpec
+        fields of an Extend / Retake; its clip is `inputs["source"]`."""
         service = self.bot.service
         who = requester(interaction)
         started = token_started(interaction)
         input_dir = service.new_input_dir() if inputs else None
         options = {**options, "seed": self._seed_for(provider, options.get("seed"))}
-        try:
-            images = {}
-            for name, source in inputs.items():
+
+        async def plan() -> Plan:
+            saved: dict[str, Any] = {}
+            for name, given in inputs.items():
                 assert input_dir is not None
-                data = source if isinstance(source, bytes) else await source.read()
-                images[name] = await asyncio.to_thread(
-                    media.save_input_image, data, input_dir, name
-                )
-            request = service.build_request(prompt=prompt, provider=provider, **options, **images)
-            negotiated = await service.prepare(who, request)
-            admitted = await service.admit_keeping_inputs(who, negotiated, input_dir=input_dir)
-        except (RequestRefused, media.MediaError) as exc:
-            service.discard_inputs(input_dir)
-            await self._refuse(interaction, exc.message)
+                data = given if isinstance(given, bytes) else await given.read()
+                saved[name] = await asyncio.to_thread(save_input, name, data, input_dir)
+            if edit is not None:
+                saved["edit"] = EditSpec(source=saved.pop("source"), **edit)
+            request = service.build_request(prompt=prompt, provider=provider, **options, **saved)
+            return await service.plan(who, request)
+
+        planned = await self._guarded(interaction, input_dir, plan())
+        if planned is None:
             return
-        except discord.HTTPException:
-            service.discard_inputs(input_dir)
-            await self._refuse(
-                interaction,
-                "I couldn't download your attachment from Discord; attach it again and retry.",
-            )
+        if planned.needs_consent:
+            await offer_alternative(self, interaction, who, planned, input_dir, started, source)
             return
-        except Exception:
-            service.discard_inputs(input_dir)
-            log.exception("starting a job failed")
-            await self._refuse(
-                interaction, "Something went wrong on my side; nothing was charged. Try again."
-            )
+        await self.admit_and_show(interaction, who, planned, input_dir, started, source)
+
+    async def admit_and_show(
+        self,
+        interaction: discord.Interaction,
+        who: Requester,
+        plan: Plan,
+        input_dir: Path | None,
+        started: float,
+        source: SourceMessage | None = None,
+    ) -> None:
+        """Reserve and enqueue the planned request, then the summary and the public status."""
+        admit = self.bot.service.admit_keeping_inputs(
+            who, plan.request, input_dir=input_dir, source=source
+        )
+        admitted = await self._guarded(interaction, input_dir, admit)
+        if admitted is None:
             return
         job_id, req = admitted.job_id, admitted.request
         # Registered before any await, so tracker callbacks wait for the status message.
@@ -242,7 +259,7 @@ class VideoCog(commands.Cog):
         )
         self.status.register(job_id, live)
         try:
-            await self._show_started(interaction, live, job_id, who)
+            await self._show_started(interaction, live, job_id, who, plan)
         except Exception:
             log.exception("job %s: showing its start failed; it runs on", job_id)
         finally:
@@ -255,18 +272,41 @@ class VideoCog(commands.Cog):
             except discord.HTTPException:
                 log.warning("job %s: could not show its hand-over note", job_id)
 
+    async def _guarded(
+        self, interaction: discord.Interaction, input_dir: Path | None, step: Awaitable[T]
+    ) -> T | None:
+        """Run a step that may refuse; on any refusal or error the inputs go, the member is
+        told what to change (nothing charged) and None is returned."""
+        try:
+            return await step
+        except NoProviderAvailable as exc:
+            message = no_provider_text(exc.found)
+        except (RequestRefused, media.MediaError) as exc:
+            message = exc.message
+        except discord.HTTPException:
+            message = "I couldn't download your attachment from Discord; attach it again and retry."
+        except Exception:
+            log.exception("starting a job failed")
+            message = "Something went wrong on my side; nothing was charged. Try again."
+        self.bot.service.discard_inputs(input_dir)
+        await self.refuse(interaction, message)
+        return None
+
     async def _show_started(
-        self, interaction: discord.Interaction, live: Live, job_id: int, who: Requester
+        self, interaction: discord.Interaction, live: Live, job_id: int, who: Requester, plan: Plan
     ) -> None:
-        """The private summary, then the public status message with its Cancel button."""
+        """The private summary (saying when another provider makes it), then the public
+        status message with its Cancel button."""
         job = await self.bot.service.job(job_id)
         assert job is not None
         left = await allowance_left(self.bot, who)
         live.line = self._queued_line(job_id, live)
+        content = render.summary(job.request, job_id=job_id, allowance_left=left)
+        if plan.switch is not None:
+            content = render.shorten_block(f"{switch_line(plan.switch, job.provider)}\n{content}")
         try:
             await interaction.edit_original_response(
-                content=render.summary(job.request, job_id=job_id, allowance_left=left),
-                allowed_mentions=NO_MENTIONS,
+                content=content, allowed_mentions=NO_MENTIONS, view=None
             )
         except discord.HTTPException:
             # A follow-up now would replace the private "thinking" message (and stay
@@ -296,11 +336,13 @@ class VideoCog(commands.Cog):
         state = "waiting for the video service" if position is None else "queued"
         return render.progress_line(state=state, elapsed_s=live.elapsed(), position=position)
 
-    async def _refuse(self, interaction: discord.Interaction, message: str) -> None:
+    async def refuse(self, interaction: discord.Interaction, message: str) -> None:
         """Answer in the (ephemeral) deferred response: what to change, nothing charged."""
         try:
             await interaction.edit_original_response(
-                content=render.shorten_block(f"⚠️ {message}"), allowed_mentions=NO_MENTIONS
+                content=render.shorten_block(f"⚠️ {message}"),
+                allowed_mentions=NO_MENTIONS,
+                view=None,
             )
         except discord.HTTPException:
             log.warning("could not tell interaction %s why it was refused", interaction.id)
@@ -327,113 +369,3 @@ class VideoCog(commands.Cog):
         ][:25]
 
     # ----- buttons --------------------------------------------------------------------
-
-    async def _job_for_owner_or_moderator(
-        self, interaction: discord.Interaction, job_id: int, verb: str
-    ) -> tuple[JobRecord, bool] | None:
-        """Defer, load the job and check the presser may `verb` it: (job, is_owner) or None
-        after telling them why not."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        job = await self.bot.service.job(job_id)
-        if job is None:
-            await send_ephemeral(interaction, "That job no longer exists.")
-            return None
-        is_owner = interaction.user.id == job.user_id
-        if not is_owner and not is_moderator(interaction):
-            await send_ephemeral(
-                interaction,
-                f"Only the member who asked for this video (or a moderator) can {verb} it.",
-            )
-            return None
-        return job, is_owner
-
-    async def press_cancel(self, interaction: discord.Interaction, job_id: int) -> None:
-        allowed = await self._job_for_owner_or_moderator(interaction, job_id, "cancel")
-        if allowed is None:
-            return
-        job, is_owner = allowed
-        reason = "stopped by the member who asked for it" if is_owner else "stopped by a moderator"
-        ok = await self.bot.service.cancel(job_id, by=interaction.user.id, reason=reason)
-        if ok and not is_owner:
-            await self._audit(interaction, job, moderation.KIND_CANCEL, f"job {job_id} {reason}")
-        await send_ephemeral(
-            interaction,
-            f"Job {job_id} cancelled; nothing was charged."
-            if ok
-            else f"Job {job_id} can't be cancelled any more (it has finished or is being posted).",
-        )
-
-    async def press_again(self, interaction: discord.Interaction, job_id: int) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        problem = self._precheck(interaction, {}, None)
-        if problem is not None:
-            await send_ephemeral(interaction, problem)
-            return
-        job = await self.bot.service.job(job_id)
-        if job is None:
-            await send_ephemeral(interaction, "That job no longer exists.")
-            return
-        req = job.request
-        inputs: dict[str, bytes] = {}
-        if req.image is not None or req.first_frame is not None:
-            if interaction.user.id != job.user_id:
-                # Someone else's pictures are theirs: only a text clip can be redone by others.
-                await send_ephemeral(
-                    interaction,
-                    "**Again** reuses the original member's images, so only they can press it "
-                    "for this clip. Run `/video` with your own images instead.",
-                )
-                return
-            kept = await asyncio.to_thread(self.bot.service.kept_inputs, job_id)
-            if not kept:
-                await send_ephemeral(
-                    interaction,
-                    "The input images of that job are no longer kept, so **Again** can't reuse "
-                    "them. Run `/video` again with your images.",
-                )
-                return
-            inputs = kept
-        options = {
-            "duration": req.duration,
-            "resolution": req.resolution,
-            "fps": req.fps,
-            "audio": req.audio,
-            "seed": None,  # a new random one (when the provider takes seeds)
-        }
-        await self.start_job(interaction, req.prompt, req.provider, options, inputs)
-
-    async def press_delete(self, interaction: discord.Interaction, job_id: int) -> None:
-        allowed = await self._job_for_owner_or_moderator(interaction, job_id, "delete")
-        if allowed is None:
-            return
-        job, is_owner = allowed
-        message = interaction.message
-        try:
-            if message is not None:
-                await message.delete()
-        except discord.NotFound:
-            pass
-        except discord.HTTPException:
-            await send_ephemeral(interaction, "I couldn't delete that message; try again.")
-            return
-        who = "the requester" if is_owner else "a moderator"
-        await self._audit(
-            interaction,
-            job,
-            moderation.KIND_DELETE,
-            f"video of job {job_id} deleted by {who}",
-            message_id=message.id if message else None,
-        )
-        await send_ephemeral(interaction, f"Deleted the video of job {job_id}.")
-
-    async def _audit(
-        self,
-        interaction: discord.Interaction,
-        job: JobRecord,
-        kind: str,
-        summary: str,
-        **data: Any,
-    ) -> None:
-        await moderation.audit_job_action(
-            self.bot.db, job, kind=kind, summary=summary, actor_id=interaction.user.id, **data
-        )

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -42,6 +42,7 @@ from cogs.video.common import (
     requester,
     requester_only,
 )
+from cogs.video.safety import SafetyGate, spoiler_name
 from cogs.video.status import Live, StatusBoard
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ class ClipDelivery:
         self.bot = bot
         self.status = status
         self.upload_limits: dict[int, int] = {}  # guild id → latest attachment_size_limit
+        self.safety = SafetyGate(bot, self)
 
     async def job_queued(self, job: JobRecord, position: int) -> None:
         live = await self.status.get(job)
@@ -167,10 +169,15 @@ class ClipDelivery:
         live = await self.status.get(job)
         message = None
         try:
+            # The output safety check (once per job; raises ClipHeldError while held).
+            check = await self.safety.check(job, clip)
+            spoiler = check is not None and check.action == "spoiler"
             if maybe_posted:  # a retry, or resumed after a restart: is it posted already?
-                message = await self._earlier_post(job)
+                # A held clip cannot have been posted before a moderator released it.
+                since = check.decided_at if check and check.decision == "released" else None
+                message = await self._earlier_post(job, since=since)
             if message is None:
-                message = await self._post_clip(job, live, clip)
+                message = await self._post_clip(job, live, clip, spoiler=spoiler)
         except media.MediaError as exc:  # can never be posted: the tracker fails the job
             raise PermanentPostError(exc.message) from exc
         except (
@@ -190,7 +197,9 @@ class ClipDelivery:
         self.status.forget(job.id)
         return DeliveryReceipt(channel_id=message.channel.id, message_id=message.id)
 
-    async def _earlier_post(self, job: JobRecord) -> discord.Message | None:
+    async def _earlier_post(
+        self, job: JobRecord, *, since: datetime | None = None
+    ) -> discord.Message | None:
         """The clip message of `job` if an earlier attempt posted it without our knowing
         (answer lost, error after Discord stored it, a crash before recording it).
 
@@ -203,7 +212,7 @@ class ClipDelivery:
         channel = await self.status.channel(job)
         if channel is None:  # gone or hidden: posting tells which (a follow-up may still work)
             return None
-        since = (job.provider_done_at or job.created_at) - CLOCK_SKEW
+        since = (since or job.provider_done_at or job.created_at) - CLOCK_SKEW
         me = self.bot.user
         try:
             async for message in channel.history(limit=None, after=since, oldest_first=True):
@@ -224,7 +233,9 @@ class ClipDelivery:
         guild = self.bot.get_guild(job.guild_id) if job.guild_id else None
         return int(guild.filesize_limit) if guild is not None else DEFAULT_UPLOAD_LIMIT
 
-    async def _post_clip(self, job: JobRecord, live: Live, clip: Path) -> discord.Message:
+    async def _post_clip(
+        self, job: JobRecord, live: Live, clip: Path, *, spoiler: bool = False
+    ) -> discord.Message:
         """Fit the clip to the upload limit and post it; after a 413, shrink and try again
         (never the same file twice). MediaError when it cannot fit even after shrinking."""
         limit = self._upload_limit(job, live)
@@ -242,7 +253,7 @@ class ClipDelivery:
                     seconds=job.seconds,
                 )
                 try:
-                    return await self._send_result(job, live, fitted, content)
+                    return await self._send_result(job, live, fitted, content, spoiler=spoiler)
                 except discord.HTTPException as exc:
                     if exc.status != 413 or attempt == MAX_SHRINKS_AFTER_413:
                         raise
@@ -264,19 +275,36 @@ class ClipDelivery:
         finally:
             await asyncio.to_thread(fitted.unlink, missing_ok=True)
 
+    def _result_view(self, job: JobRecord) -> discord.ui.View:
+        edits = [op.value for op in self.bot.service.edits_for(job)]
+        return result_view(job.id, edits, again=job.request.edit is None)
+
     async def _send_result(
-        self, job: JobRecord, live: Live, path: Path, content: str
+        self, job: JobRecord, live: Live, path: Path, content: str, *, spoiler: bool = False
     ) -> discord.Message:
-        filename = result_filename(job)
+        filename = spoiler_name(result_filename(job)) if spoiler else result_filename(job)
         mentions = requester_only(job.user_id)
-        if live.token_valid():
+        edit = job.request.edit
+        # An edited clip is a reply to the original clip (a follow-up cannot reply).
+        reply = self.status.reply_to(job, live)
+        if edit is not None and edit.source_message_id is not None and job.channel_id:
+            reply = {
+                "reference": discord.MessageReference(
+                    message_id=edit.source_message_id,
+                    channel_id=job.channel_id,
+                    guild_id=job.guild_id,
+                    fail_if_not_exists=False,
+                ),
+                "mention_author": False,
+            }
+        if live.token_valid() and edit is None:
             assert live.interaction is not None
             try:
                 with _single_attempt_webhooks():
                     return await live.interaction.followup.send(
                         content,
                         file=discord.File(path, filename=filename),
-                        view=result_view(job.id),
+                        view=self._result_view(job),
                         allowed_mentions=mentions,
                         wait=True,
                     )
@@ -291,10 +319,10 @@ class ClipDelivery:
             return await channel.send(
                 content,
                 file=discord.File(path, filename=filename),
-                view=result_view(job.id),
+                view=self._result_view(job),
                 allowed_mentions=mentions,
                 nonce=result_nonce(job),  # discord.py sends enforce_nonce with it
-                **self.status.reply_to(job, live),
+                **reply,
             )
         except discord.Forbidden:
             raise PermanentPostError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.jobs.offerings import negotiated_size
 from tests.e2e.conftest import corner_colors, image_file, near
 
 RED = (220, 40, 30)
@@ -75,7 +76,7 @@ async def test_resolution_autocomplete_offers_only_sizes_the_provider_accepts(vi
         service = v.bot.service
         labels = service.resolution_choices("simulator", "16:9", "")
         assert labels and all(
-            service._negotiated_size(v.bot.providers["simulator"], tuple(map(int, x.split("x"))))
+            negotiated_size(v.bot.providers["simulator"], tuple(map(int, x.split("x"))))
             == tuple(map(int, x.split("x")))
             for x in labels
         )

@@ -331,7 +331,7 @@ class FakeInteraction:
     guild_id: int | None
     channel_id: int
     user_id: int
-    name: str  # "video", "videoadmin block", or a component custom_id
+    name: str  # "video", "videoadmin block", "Animate", a component's or a modal's custom_id
     payload: dict[str, Any]
     created_at: float  # time.monotonic() when the test created it
     fake: FakeDiscord = field(repr=False)
@@ -341,6 +341,12 @@ class FakeInteraction:
     original_message_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
     expired: bool = False
+    command_type: int = 1  # application commands: 1 slash, 2 user, 3 message
+
+    @property
+    def modal(self) -> InteractionCallback | None:
+        """The modal the bot answered with (callback type 9), if it did."""
+        return next((c for c in self.callbacks if c.type == CallbackType.MODAL), None)
 
     @property
     def acknowledged(self) -> bool:
@@ -797,9 +803,66 @@ def validate_commands(commands: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         desc = str(cmd.get("description") or "")
         if ctype == 1 and not 1 <= len(desc) <= 100:
             _merge(errors, _too_long([i, "description"], 100))
+        if ctype in (2, 3) and not 1 <= len(name) <= 32:
+            _merge(errors, _too_long([i, "name"], 32))
+        if ctype in (2, 3) and (desc or cmd.get("options")):
+            _merge(
+                errors,
+                p.field_error(
+                    [i],
+                    "APPLICATION_COMMAND_INVALID_CONTEXT_MENU",
+                    "User and message commands take no description or options",
+                ),
+            )
         check_options([i], cmd.get("options") or [])
     if sum(1 for c in commands if int(c.get("type", 1)) == 1) > 100:
         _merge(errors, _too_long(["_root"], 100))
+    return errors
+
+
+def modal_text_inputs(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A modal callback's text inputs by label (legacy action rows or label components)."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in data.get("components") or []:
+        if row.get("type") == 18:
+            found[str(row.get("label", ""))] = dict(row.get("component") or {})
+        for comp in row.get("components") or []:
+            found[str(comp.get("label", ""))] = dict(comp)
+    return found
+
+
+def validate_modal(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Errors for a MODAL callback's `data` ({} if valid): Discord's length rules."""
+    errors: dict[str, Any] = {}
+    for key, limit in (("custom_id", 100), ("title", 45)):
+        value = str(data.get(key) or "")
+        if not value:
+            _merge(errors, p.field_error([key], "BASE_TYPE_REQUIRED", "This field is required"))
+        elif len(value) > limit:
+            _merge(errors, _too_long([key], limit))
+    rows = data.get("components") or []
+    if not 1 <= len(rows) <= 5:
+        _merge(errors, _too_long(["components"], 5))
+    for i, row in enumerate(rows):
+        inputs = [row["component"]] if row.get("type") == 18 else row.get("components") or []
+        label_path: list[str | int] = ["components", i, "label"]
+        for j, comp in enumerate(inputs):
+            path: list[str | int] = ["components", i, "components", j]
+            if row.get("type") != 18:
+                label_path = [*path, "label"]
+                label = str(comp.get("label") or row.get("label") or "")
+            else:
+                label = str(row.get("label") or "")
+            if not 1 <= len(label) <= 45:
+                _merge(errors, _too_long(label_path, 45))
+            max_length = int(comp.get("max_length") or 4000)
+            if not 1 <= max_length <= 4000:
+                _merge(errors, _too_long([*path, "max_length"], 4000))
+            value = comp.get("value")
+            if value is not None and len(str(value)) > max_length:
+                _merge(errors, _too_long([*path, "value"], max_length))
+            if len(str(comp.get("placeholder") or "")) > 100:
+                _merge(errors, _too_long([*path, "placeholder"], 100))
     return errors
 
 
@@ -991,8 +1054,10 @@ class FakeDiscord:
         channel_id: int | None = None,
         type: int = p.ChannelType.GUILD_TEXT,
         permission_overwrites: Sequence[Mapping[str, Any]] = (),
+        nsfw: bool = False,
         _dispatch: bool = True,
     ) -> int:
+        """A channel; `nsfw`: Discord's age-restricted flag (threads inherit the parent's)."""
         guild = self._guild(guild_id)
         cid = channel_id or p.snowflake()
         guild.channels[cid] = p.channel(
@@ -1002,6 +1067,7 @@ class FakeDiscord:
             type=type,
             position=len(guild.channels),
             permission_overwrites=permission_overwrites,
+            nsfw=nsfw,
         )
         self._channel_messages.setdefault(cid, [])
         if _dispatch:
@@ -1492,18 +1558,173 @@ class FakeDiscord:
         await self._dispatch_interaction(inter, gateway_timeout)
         return inter
 
-    async def post_user_message(self, channel_id: int, user_id: int, content: str) -> FakeMessage:
-        """A member writes in a channel (MESSAGE_CREATE is dispatched)."""
+    async def post_user_message(
+        self,
+        channel_id: int,
+        user_id: int,
+        content: str,
+        *,
+        files: Sequence[FakeFile] = (),
+        webhook_id: int | None = None,
+    ) -> FakeMessage:
+        """A member (or bot user) writes in a channel (MESSAGE_CREATE is dispatched), with
+        `files` attached (served like Discord's CDN links). With `webhook_id` the message is
+        a webhook's post: its author is the webhook under `user_id`'s name (a bot user, no
+        member), as Discord shows it."""
         guild = self._guild_of_channel(channel_id)
+        author = self.users[user_id]
+        if webhook_id is not None:
+            author = p.user(webhook_id, str(author["username"]), bot=True)
         msg = FakeMessage(
             id=p.snowflake(),
             channel_id=channel_id,
             guild_id=guild.id if guild else None,
-            author=self.users[user_id],
+            author=author,
+            webhook_id=webhook_id,
         )
-        self._apply(msg, {"content": content}, [], upload_limit=self.default_upload_limit)
+        if content:
+            self._apply(msg, {"content": content}, [], upload_limit=self.default_upload_limit)
+        msg.attachments = [self._store_attachment(f, ephemeral=False) for f in files]
         self._store(msg)
         return msg
+
+    async def send_message_command(
+        self,
+        message: FakeMessage | int,
+        name: str,
+        user_id: int,
+        *,
+        app_permissions: int | None = None,
+        locale: str = "en-US",
+        gateway_timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """A member picks Apps → `name` on `message` (a registered type 3 command): type 2
+        interaction with `data.type` 3, `data.target_id` and `data.resolved.messages`."""
+        msg = message if isinstance(message, FakeMessage) else self.message(message)
+        if msg.deleted:
+            raise LookupError(f"message {msg.id} was deleted")
+        if msg.guild_id is None:
+            raise NotImplementedError("message commands in DMs are not modelled")
+        guild = self._guild(msg.guild_id)
+        if user_id not in guild.members:
+            raise KeyError(f"user {user_id} is not a member of guild {guild.id}")
+        command, command_guild = self._find_command(name, guild.id, type_=3)
+        if command is None and self.strict_commands:
+            raise LookupError(f"message command {name!r} is not registered (sync the tree first)")
+        inter = self._new_interaction(
+            guild, msg.channel_id, user_id, p.InteractionType.APPLICATION_COMMAND, name
+        )
+        inter.command_type = 3
+        perms_in_channel = guild.channel_permissions(msg.channel_id, user_id)
+        inter.payload = p.slash_command_interaction(
+            interaction_id=inter.id,
+            application_id=self.application_id,
+            token=inter.token,
+            command_id=int(command["id"]) if command else p.snowflake(),
+            name=name,
+            channel_payload=p.interaction_channel(
+                guild.channels[msg.channel_id], permissions=perms_in_channel
+            ),
+            guild_id=guild.id,
+            member_payload=guild.members[user_id].payload(permissions=perms_in_channel),
+            resolved={"messages": {str(msg.id): msg.payload()}},
+            command_guild_id=command_guild,
+            command_type=3,
+            target_id=msg.id,
+            app_permissions=self._app_permissions(guild, msg.channel_id, app_permissions),
+            attachment_size_limit=guild.upload_limit,
+            locale=locale,
+            guild_locale=guild.locale,
+            guild_features=guild.features,
+        )
+        await self._dispatch_interaction(inter, gateway_timeout)
+        return inter
+
+    async def send_modal_submit(
+        self,
+        opened_by: FakeInteraction,
+        values: Mapping[str, str] | None = None,
+        *,
+        app_permissions: int | None = None,
+        locale: str = "en-US",
+        gateway_timeout: float = 5.0,
+    ) -> FakeInteraction:
+        """The member submits the modal the bot answered `opened_by` with. `values` by text
+        input label or custom_id; an input left out keeps its prefilled value. Discord's
+        client enforces `required`, `min_length` and `max_length`, so this does too."""
+        modal = opened_by.modal
+        if modal is None or modal.data is None:
+            raise LookupError(f"{opened_by.name!r} was not answered with a modal")
+        given = dict(values or {})
+        components: list[dict[str, Any]] = []
+        for row in modal.data.get("components") or []:
+            if row.get("type") == 18:  # a label around one component
+                inner = row.get("component") or {}
+                value = self._modal_value(inner, str(row.get("label", "")), given)
+                components.append(
+                    {
+                        "type": 18,
+                        "component": {"type": 4, "custom_id": inner["custom_id"], "value": value},
+                    }
+                )
+                continue
+            inputs = []
+            for comp in row.get("components") or []:
+                value = self._modal_value(comp, str(comp.get("label", "")), given)
+                inputs.append({"type": 4, "custom_id": comp["custom_id"], "value": value})
+            components.append({"type": 1, "components": inputs})
+        if given:
+            raise LookupError(f"the modal has no text input(s) {sorted(given)}")
+        guild = self._guild(opened_by.guild_id or 0)
+        custom_id = str(modal.data["custom_id"])
+        inter = self._new_interaction(
+            guild,
+            opened_by.channel_id,
+            opened_by.user_id,
+            p.InteractionType.MODAL_SUBMIT,
+            custom_id,
+        )
+        inter.message_id = opened_by.message_id
+        perms_in_channel = guild.channel_permissions(opened_by.channel_id, opened_by.user_id)
+        source = self.message(opened_by.message_id) if opened_by.message_id else None
+        inter.payload = p.modal_submit_interaction(
+            interaction_id=inter.id,
+            application_id=self.application_id,
+            token=inter.token,
+            custom_id=custom_id,
+            components=components,
+            channel_payload=p.interaction_channel(
+                guild.channels[opened_by.channel_id], permissions=perms_in_channel
+            ),
+            guild_id=guild.id,
+            member_payload=guild.members[opened_by.user_id].payload(permissions=perms_in_channel),
+            message_payload=source.payload() if source else None,
+            app_permissions=self._app_permissions(guild, opened_by.channel_id, app_permissions),
+            attachment_size_limit=guild.upload_limit,
+            locale=locale,
+            guild_locale=guild.locale,
+            guild_features=guild.features,
+        )
+        await self._dispatch_interaction(inter, gateway_timeout)
+        return inter
+
+    @staticmethod
+    def _modal_value(component: Mapping[str, Any], label: str, given: dict[str, str]) -> str:
+        custom_id = str(component.get("custom_id", ""))
+        if custom_id in given:
+            value = given.pop(custom_id)
+        elif label in given:
+            value = given.pop(label)
+        else:
+            value = str(component.get("value") or "")
+        where = f"modal input {label or custom_id!r}"
+        if component.get("required", True) and not value:
+            raise ValueError(f"{where} is required")
+        if value and len(value) < int(component.get("min_length") or 0):
+            raise ValueError(f"{where}: at least {component['min_length']} characters")
+        if len(value) > int(component.get("max_length") or 4000):
+            raise ValueError(f"{where}: at most {component.get('max_length', 4000)} characters")
+        return value
 
     def _new_interaction(
         self, guild: FakeGuild, channel_id: int, user_id: int, type_: int, name: str
@@ -1538,12 +1759,14 @@ class FakeDiscord:
             return override
         return guild.channel_permissions(channel_id, self.bot_user_id)
 
-    def _find_command(self, name: str, guild_id: int) -> tuple[dict[str, Any] | None, int | None]:
+    def _find_command(
+        self, name: str, guild_id: int, type_: int = 1
+    ) -> tuple[dict[str, Any] | None, int | None]:
         for cmd in self.guild_commands.get(guild_id, []):
-            if cmd["name"] == name and cmd.get("type", 1) == 1:
+            if cmd["name"] == name and cmd.get("type", 1) == type_:
                 return cmd, guild_id
         for cmd in self.global_commands:
-            if cmd["name"] == name and cmd.get("type", 1) == 1:
+            if cmd["name"] == name and cmd.get("type", 1) == type_:
                 return cmd, None
         return None, None
 
@@ -2557,7 +2780,7 @@ class FakeDiscord:
         }
         if inter.type == p.InteractionType.APPLICATION_COMMAND:
             metadata["name"] = inter.name
-            metadata["command_type"] = 1
+            metadata["command_type"] = inter.command_type
         elif inter.message_id is not None:
             metadata["interacted_message_id"] = str(inter.message_id)
         if inter.original_message_id is not None:
@@ -2634,10 +2857,9 @@ class FakeDiscord:
                 self._message_event("MESSAGE_UPDATE", message)
             inter.original_message_id = message.id
         elif ctype == CallbackType.MODAL and inter.type != p.InteractionType.MODAL_SUBMIT:
-            if not (data or {}).get("custom_id") or not (data or {}).get("title"):
-                raise _form_error(
-                    p.field_error(["data"], "BASE_TYPE_REQUIRED", "This field is required")
-                )
+            errors = validate_modal(data or {})
+            if errors:
+                raise _form_error(errors)
         elif not (
             ctype == CallbackType.APPLICATION_COMMAND_AUTOCOMPLETE_RESULT
             and inter.type == p.InteractionType.AUTOCOMPLETE

@@ -88,6 +88,7 @@ class FakeLeonardo(FakeServer):
         self.submit_shape = "generate"  # "generate": {"generate": {...}}; "top": top level
         self.null_seconds = 0.0  # generations_by_pk is null this long after submit
         self.url_lag_seconds = 0.0  # COMPLETE without a motionMP4URL this long
+        self.nsfw = False  # the per-generation `nsfw` flag on finished outputs
         self.motion_url_override: str | None = None
         self.deleted: set[str] = set()
         self.me: dict[str, Any] = {
@@ -322,7 +323,7 @@ class FakeLeonardo(FakeServer):
                     "motionMP4URL": url,
                     "motion": True,
                     "motionModel": job.params["model"],
-                    "nsfw": False,
+                    "nsfw": self.nsfw,
                     "likeCount": 0,
                     "generated_image_variation_generics": [],
                 }

@@ -630,6 +630,7 @@ def slash_command_interaction(
     resolved: Mapping[str, Any] | None = None,
     command_guild_id: int | None = None,
     command_type: int = 1,
+    target_id: int | None = None,
     app_permissions: int = Permissions.BOT_DEFAULT,
     attachment_size_limit: int = 10 * 1024 * 1024,
     locale: str = "en-US",
@@ -638,7 +639,9 @@ def slash_command_interaction(
 ) -> dict[str, Any]:
     """INTERACTION_CREATE for an application command (type 2).
 
-    `command_guild_id` is set when the command is registered for that guild only.
+    `command_guild_id` is set when the command is registered for that guild only. A user or
+    message command (`command_type` 2 / 3) names its `target_id`, resolved in `resolved`
+    (`users`/`members` or `messages`).
     """
     data = _interaction_base(
         interaction_id=interaction_id,
@@ -662,7 +665,51 @@ def slash_command_interaction(
         command["resolved"] = {k: dict(v) for k, v in resolved.items()}
     if command_guild_id is not None:
         command["guild_id"] = str(command_guild_id)
+    if target_id is not None:
+        command["target_id"] = str(target_id)
     data["data"] = command
+    return data
+
+
+def modal_submit_interaction(
+    *,
+    interaction_id: int,
+    application_id: int,
+    token: str,
+    custom_id: str,
+    components: Sequence[Mapping[str, Any]],
+    channel_payload: Mapping[str, Any],
+    guild_id: int | None = None,
+    member_payload: Mapping[str, Any] | None = None,
+    user_payload: Mapping[str, Any] | None = None,
+    message_payload: Mapping[str, Any] | None = None,
+    app_permissions: int = Permissions.BOT_DEFAULT,
+    attachment_size_limit: int = 10 * 1024 * 1024,
+    locale: str = "en-US",
+    guild_locale: str | None = "en-US",
+    guild_features: Sequence[str] = (),
+) -> dict[str, Any]:
+    """INTERACTION_CREATE for a modal's submit (type 5): `components` carry the values
+    (action rows of text inputs `{type: 4, custom_id, value}`, or labels `{type: 18,
+    component: {...}}`); `message` only when the modal was opened from a component."""
+    data = _interaction_base(
+        interaction_id=interaction_id,
+        interaction_type=InteractionType.MODAL_SUBMIT,
+        application_id=application_id,
+        token=token,
+        guild_id=guild_id,
+        channel_payload=channel_payload,
+        member_payload=member_payload,
+        user_payload=user_payload,
+        app_permissions=app_permissions,
+        attachment_size_limit=attachment_size_limit,
+        locale=locale,
+        guild_locale=guild_locale,
+        guild_features=guild_features,
+    )
+    data["data"] = {"custom_id": custom_id, "components": [dict(c) for c in components]}
+    if message_payload is not None:
+        data["message"] = dict(message_payload)
     return data
 
 

@@ -14,6 +14,7 @@ from bot.jobs.tracker.outcomes import (
     MSG_GONE,
     MSG_INTERNAL,
     MSG_MISCONFIGURED,
+    MSG_OUT_OF_CREDIT,
     MSG_POST,
     MSG_PROVIDER_FAILED,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "MSG_GONE",
     "MSG_INTERNAL",
     "MSG_MISCONFIGURED",
+    "MSG_OUT_OF_CREDIT",
     "MSG_POST",
     "MSG_PROVIDER_FAILED",
     "DeliveryReceipt",

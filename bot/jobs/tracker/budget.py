@@ -23,6 +23,7 @@ import random
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bot.jobs.tracker.entry import DOWNLOAD, POLL, SUBMIT, Entry
 from bot.jobs.tracker.settings import TrackerSettings
@@ -30,6 +31,9 @@ from bot.jobs.tracker.timing import score
 from bot.providers.base import Provider, ProviderError, RateLimitedError
 from bot.scheduling import exponential_backoff
 from bot.store.jobs import JobRecord
+
+if TYPE_CHECKING:
+    from bot.jobs.health import HealthRecord
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +193,17 @@ class ProviderState:
     progress_mode: str = "unknown"
     submit_credit: float = 0.0  # earned while polls take the budget from waiting submissions
     quiet_answers: int = 0  # "queued" answers without progress while unknown
+    health: HealthRecord | None = None  # what provider health sees (`bot.jobs.health`)
+
+    def begin_call(self) -> int:
+        """A call starts (counted in flight, and seen by provider health): its token."""
+        self.inflight += 1
+        return self.health.call_started() if self.health is not None else 0
+
+    def end_call(self, token: int) -> None:
+        self.inflight -= 1
+        if self.health is not None:
+            self.health.call_ended(token)
 
     def has_work(self) -> bool:
         return bool(self.ready_polls or self.ready_downloads or self.queue)
@@ -272,6 +287,8 @@ def failed_call(
     ) * random.uniform(0.8, 1.2)  # noqa: S311
     state.paused_until = max(state.paused_until, now + pause)
     state.probing = True
+    if state.health is not None:
+        state.health.failed(exc, opened=True)
     log.warning(
         "%s: %d failures in a row (%s); pausing its calls for %.1fs",
         state.name,
@@ -283,6 +300,8 @@ def failed_call(
 
 
 def call_succeeded(state: ProviderState) -> None:
+    if state.health is not None:
+        state.health.answered()
     state.error_streak = 0
     state.probing = False
     state.limited_streak = 0

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from bot import quota
-from bot.errors import PermanentPostError, TransientPostError
+from bot.errors import ClipHeldError, PermanentPostError, TransientPostError
 from bot.jobs.tracker.budget import learn_calls_per_job
 from bot.jobs.tracker.entry import Entry
 from bot.jobs.tracker.outcomes import MSG_POST
@@ -51,7 +51,8 @@ class DeliverySink(Protocol):
     `bot.errors.PermanentPostError`, which fails the job with its `message`. The post must
     carry `job.delivery_key` (set before the first attempt); with `maybe_posted` an earlier
     attempt may have been stored although it raised: look for the post with that key first
-    and return it instead of posting a second one.
+    and return it instead of posting a second one. `bot.errors.ClipHeldError` means "not
+    posted on purpose, held for review": the job waits (not a failed attempt).
     """
 
     async def job_queued(self, job: JobRecord, position: int) -> None: ...
@@ -114,6 +115,12 @@ class Delivery:
             receipt = await t.sink.job_completed(job, clip, maybe_posted=maybe_posted)
         except asyncio.CancelledError:
             raise
+        except ClipHeldError as held:  # waits for a moderator; the clip file stays
+            entry.deliveries -= 1
+            wait = max(0.0, (held.until - t.clock()).total_seconds())
+            log.info("job %s: clip held for review; next look in %.0f s", job.id, wait)
+            t.schedule_in(entry, wait)
+            return
         except Exception as exc:
             message = (exc.message or MSG_POST) if isinstance(exc, PermanentPostError) else None
             if message is None and self._outage_retry(entry, exc):
@@ -145,6 +152,37 @@ class Delivery:
                     now=t.clock(),
                 )
         await self.mark_delivered(entry, job)
+
+    # ----- a clip held for review (the sink raised ClipHeldError) --------------------------
+
+    async def deliver_now(self, job_id: int) -> bool:
+        """Try the delivery of a waiting (held) job at once, e.g. after a moderator released
+        it; False when the job is not waiting to be delivered."""
+        t = self.tracker
+        entry = t._entries.get(job_id)
+        if entry is not None:
+            if entry.job.status is not Status.DELIVERING or entry.cancelled:
+                return False
+            t.schedule_in(entry, 0)
+            return True
+        job = await store.get_job(t.db, job_id)
+        if job is None or job.status is not Status.DELIVERING:
+            return False
+        await t.resume(job_id, job)
+        return True
+
+    async def end_waiting(self, job_id: int, *, reason: str, member: str) -> bool:
+        """Fail a job whose clip waits to be delivered (a moderator discarded a held clip):
+        refunded like every failure, its clip file removed, the member told `member`."""
+        t = self.tracker
+        job = await store.get_job(t.db, job_id)
+        if job is None or job.status is not Status.DELIVERING:
+            return False
+        entry = t._entries.get(job_id)
+        if entry is not None:
+            entry.cancelled = True  # a delivery in flight stops (check_alive) or is undone
+        await t.endings.end(entry, job, Status.FAILED, reason=reason, member=member)
+        return True
 
     def _outage_retry(self, entry: Entry, exc: Exception) -> bool:
         """A Discord outage: retry with backoff (not counted in `delivery_attempts`) until it

@@ -24,6 +24,7 @@ from typing import Any
 from bot import quota
 from bot.db import Database, utcnow
 from bot.jobs.files import JobFiles
+from bot.jobs.health import HealthBoard, HealthRules
 from bot.jobs.tracker import budget, recovery
 from bot.jobs.tracker.budget import ProviderState
 from bot.jobs.tracker.delivery import Delivery, DeliverySink, notify
@@ -73,6 +74,7 @@ class JobTracker:
         self.steps = Steps(self)
         self.delivery = Delivery(self)
         self.endings = Endings(self)
+        self.health = HealthBoard(HealthRules(self.settings.provider_no_answer_seconds), clock)
         self._entries: dict[int, Entry] = {}
         self._polling: dict[Key, set[int]] = {}  # submitted/running jobs per class
         self._states: dict[str, ProviderState] = {}
@@ -103,6 +105,7 @@ class JobTracker:
         now = asyncio.get_running_loop().time()
         for name, provider in self.providers.items():  # before any await: enqueue() may run
             self._states[name] = budget.make_provider_state(name, provider, self.settings, now)
+            self.health.attach(self._states[name])
         await recovery.load_history(self)
         active = await recovery.resume_all(self)
         self._dispatcher = create_task(self._run(), name="job-tracker-dispatcher")
@@ -355,7 +358,7 @@ class JobTracker:
         entry.busy = True
         entry.where = ""
         if state is not None:
-            state.inflight += 1
+            entry.call = state.begin_call()
             entry.calls += 1
             self.stats[kind] = self.stats.get(kind, 0) + 1
         task = create_task(self._run_step(entry, kind, state), name=f"job-{entry.id}-{kind}")
@@ -398,7 +401,7 @@ class JobTracker:
             nonlocal released
             if state is not None and not released:
                 released = True
-                state.inflight -= 1
+                state.end_call(entry.call)
                 self._wake.set()
 
         try:

@@ -21,6 +21,7 @@ class Entry:
     seq: int = 0
     where: str = ""  # "heap" | "queue" | "ready" | "" (busy or nowhere)
     busy: bool = False
+    call: int = 0  # the provider call in flight (its `ProviderState.begin_call` token)
     cancelled: bool = False
     submitted_mono: float = 0.0
     last_poll_mono: float | None = None

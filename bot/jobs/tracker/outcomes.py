@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 
 from bot import quota
 from bot.jobs.tracker.entry import Entry
-from bot.providers.base import AuthenticationError, JobNotFoundError, ProviderError, ProviderJob
+from bot.moderation.audit import audit_provider_account, audit_provider_refusal
+from bot.providers.base import (
+    AuthenticationError,
+    ContentRefusedError,
+    InsufficientCreditsError,
+    JobNotFoundError,
+    ProviderError,
+    ProviderJob,
+)
 from bot.store import jobs as store
 from bot.store.jobs import InvalidTransitionError, JobRecord, Status
 
@@ -25,6 +33,10 @@ log = logging.getLogger(__name__)
 
 # Member-facing reasons (job_ended).
 MSG_MISCONFIGURED = "the video service is misconfigured; an admin has been notified"
+MSG_OUT_OF_CREDIT = (
+    "the video service's account is out of credit, so nothing was made and nothing was "
+    "charged; the admins have been told. Try again later"
+)
 MSG_DISK = "the finished clip could not be saved on the bot's server; an admin has been notified"
 MSG_DOWNLOAD = "the finished clip could not be downloaded from the video service"
 MSG_POST = "the finished clip could not be posted"
@@ -70,8 +82,12 @@ class Endings:
         *,
         reason: str,
         member: str,
+        account_problem: str | None = None,
+        refused_at: str | None = None,
     ) -> None:
-        """Failed / cancelled / expired: status change and refund in one transaction."""
+        """Failed / cancelled / expired: status change and refund in one transaction (with
+        the admins' mod-log entry when the provider's account is the problem, or the
+        moderators' when its safety filter refused the job at stage `refused_at`)."""
         t = self.tracker
         now = t.clock()
         try:
@@ -82,6 +98,21 @@ class Endings:
                     conn, job.id, status, reason=reason, now=now, failure_reason=member
                 )
                 await quota.refund(conn, job.id, reason=reason, now=now, billed_usd=billed)
+                if account_problem is not None:
+                    await audit_provider_account(
+                        conn,
+                        fresh,
+                        summary=(
+                            f"{job.provider} refused job {job.id}: {account_problem}. Top up "
+                            "the provider account; the member was not charged."
+                        ),
+                        now=now,
+                        error=account_problem,
+                    )
+                if refused_at is not None:
+                    await audit_provider_refusal(
+                        conn, fresh, message=member, stage=refused_at, now=now
+                    )
         except InvalidTransitionError as exc:
             log.info("job %s: not ended as %s (%s)", job.id, status, exc)
             if entry is not None:
@@ -97,7 +128,18 @@ class Endings:
     async def end_for_error(self, entry: Entry, exc: ProviderError, *, stage: str) -> None:
         """A provider error that no retry can fix, told to the member in their terms."""
         job = entry.job
-        if isinstance(exc, AuthenticationError):
+        self.tracker.health.record(job.provider).rejected(exc)
+        if isinstance(exc, InsufficientCreditsError):
+            log.error("%s is out of credit (%s of job %s): %s", job.provider, stage, job.id, exc)
+            await self.end(
+                entry,
+                job,
+                Status.FAILED,
+                reason=f"insufficient credits: {exc}",
+                member=MSG_OUT_OF_CREDIT,
+                account_problem=exc.message,
+            )
+        elif isinstance(exc, AuthenticationError):
             log.error(
                 "%s rejected the bot's credentials during %s of job %s (%s); check its API key "
                 "and account credit",
@@ -112,6 +154,17 @@ class Endings:
                 Status.FAILED,
                 reason=f"authentication error: {exc}",
                 member=MSG_MISCONFIGURED,
+            )
+        elif isinstance(exc, ContentRefusedError):
+            # Refused before anything was made: refunded in full, billed nothing (the job
+            # never reached `downloading`), and the moderators see it in the mod-log.
+            await self.end(
+                entry,
+                job,
+                Status.FAILED,
+                reason=f"refused by the provider's safety filter at {stage}: {exc}",
+                member=exc.message,
+                refused_at=stage,
             )
         elif isinstance(exc, JobNotFoundError):
             await self.end(

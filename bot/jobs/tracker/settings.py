@@ -62,6 +62,9 @@ class TrackerSettings(BaseModel):
     error_backoff_base_seconds: float = Field(default=1.0, gt=0)
     error_backoff_max_seconds: float = Field(default=60.0, gt=0)
     provider_pause_max_seconds: float = Field(default=30.0, gt=0)
+    # Provider health (`bot.jobs.health`): a provider that gave no answer this long (a call
+    # in flight, or only failed calls) counts as failing; PROVIDER_NO_ANSWER_SECONDS.
+    provider_no_answer_seconds: float = Field(default=120.0, gt=0)
     download_attempts: int = Field(default=6, ge=1)
     delivery_attempts: int = Field(default=5, ge=1)
     # A Discord outage (5xx, unreachable) does not use up `delivery_attempts`: the clip is
@@ -79,4 +82,5 @@ def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) ->
         requests_per_second={name: rate for name in providers} if rate else {},
         shutdown_grace_seconds=min(5.0, settings.shutdown_grace_seconds),
         inflight_grace_seconds=settings.shutdown_grace_seconds,
+        provider_no_answer_seconds=settings.provider_no_answer_seconds,
     )

@@ -118,6 +118,8 @@ class Steps:
         t = self.tracker
         job = entry.job
         call_succeeded(state)
+        if state.health is not None:
+            state.health.submitted()
         entry.errors = 0
         fields = _merge_provider_report(job, pjob.adjustments, pjob.cost_usd)
         fresh = await self._advance(
@@ -274,6 +276,8 @@ class Steps:
         now = t.clock()
         submitted_at = job.submitted_at or now
         fields = _merge_provider_report(job, status.adjustments, None)
+        if status.nsfw:  # the provider's own verdict on the clip, for the safety check
+            fields["provider_flagged"] = True
         async with t.db.transaction() as conn:
             entry.job = await store.transition(
                 conn,

@@ -23,6 +23,8 @@ import httpx
 
 from bot.providers.base import (
     AuthenticationError,
+    ContentRefusedError,
+    InsufficientCreditsError,
     InvalidRequestError,
     JobFailedError,
     JobNotFoundError,
@@ -148,6 +150,8 @@ def raise_for_status(
     detail = f": {message}" if message else ""
     retry_after = parse_retry_after(headers.get("retry-after"))
     lowered = (message or "").lower()
+    if kind == "content_filtered_error":  # the LTX API's safety filter (HTTP 422)
+        raise ContentRefusedError(status_code=status)
     if status in (400, 413, 422) or (status == 403 and "moderation" in lowered):
         raise InvalidRequestError(f"{label} refused the request{detail}", status_code=status)
     if status in (401, 403):
@@ -155,7 +159,9 @@ def raise_for_status(
             f"{label} rejected the API key (HTTP {status}){detail}", status_code=status
         )
     if status == 402:
-        raise AuthenticationError(f"{label} account is out of credit (HTTP 402)", status_code=402)
+        raise InsufficientCreditsError(
+            f"{label} account is out of credit (HTTP 402){detail}", status_code=402
+        )
     if status == 404:
         raise JobNotFoundError(f"{label}: not found or expired (HTTP 404){detail}", status_code=404)
     if status == 409:

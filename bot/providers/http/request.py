@@ -3,6 +3,7 @@ typed errors; `json_object` reads the body as a JSON object."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,6 +11,8 @@ import httpx
 
 from bot.providers.base import TransientError
 from bot.providers.http.errors import raise_for_status, transport_error
+
+log = logging.getLogger(__name__)
 
 
 def _request_not_sent(exc: httpx.HTTPError) -> bool:
@@ -49,6 +52,17 @@ async def send(
     except httpx.HTTPError as exc:
         sent = submit and not _request_not_sent(exc)
         raise transport_error(exc, label=label, secrets=secrets, sent=sent) from None
+    request_id = response.headers.get("x-request-id")
+    if request_id and not 200 <= response.status_code < 300:
+        # The provider's handle on this failure for its support (the URL has no secret).
+        log.warning(
+            "%s answered HTTP %s to %s %s (x-request-id %s)",
+            label,
+            response.status_code,
+            method,
+            httpx.URL(url).path,
+            request_id[:200],
+        )
     raise_for_status(
         response.status_code, response.headers, response.content, label=label, secrets=secrets
     )

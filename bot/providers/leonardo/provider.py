@@ -74,6 +74,7 @@ from bot.providers.leonardo.wire import (
     InitImageUpload,
     LtxParameters,
     MeAnswer,
+    flagged_nsfw,
     parse_generation,
     resolution_mode,
     video_url,
@@ -374,7 +375,12 @@ class LeonardoProvider:
         if url is not None:
             self._result_urls[job.job_id] = url
             self._complete_without_url.pop(job.job_id, None)
-            return JobStatus(state=JobState.COMPLETED, progress=1.0, result_url=url)
+            return JobStatus(
+                state=JobState.COMPLETED,
+                progress=1.0,
+                result_url=url,
+                nsfw=flagged_nsfw(generation),
+            )
         since = self._complete_without_url.setdefault(job.job_id, time.monotonic())
         if time.monotonic() - since < self._url_grace:
             return JobStatus(state=JobState.RUNNING, progress=0.99)

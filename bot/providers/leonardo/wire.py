@@ -172,6 +172,17 @@ def video_url(generation: GenerationRecord) -> str | None:
     return None
 
 
+def flagged_nsfw(generation: GenerationRecord) -> bool:
+    """Leonardo's per-generation `nsfw` flag on any output item (PROVIDERS.md B.4)."""
+    for list_key in ("generated_images", "generated_videos"):
+        items = getattr(generation, list_key)
+        if isinstance(items, list) and any(
+            isinstance(item, Mapping) and item.get("nsfw") is True for item in items
+        ):
+            return True
+    return False
+
+
 def _mp4_path(url: str) -> bool:
     try:
         return httpx.URL(url).path.endswith(".mp4")
