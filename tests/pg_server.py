@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -126,6 +127,13 @@ class PgServer:
         self.base.mkdir(parents=True, exist_ok=True)
         os.chmod(self.base, 0o755)
         shutil.chown(self.base, "postgres")
+        # `postgres` must be able to reach it: a private parent (`mktemp -d` makes 0700 ones,
+        # as .ci/run's state directory) gets search permission only, no listing.
+        for parent in self.base.parents:
+            mode = parent.stat().st_mode
+            if mode & stat.S_IXOTH:
+                break
+            os.chmod(parent, stat.S_IMODE(mode) | stat.S_IXOTH)
 
     def stop(self) -> None:
         if self.bin_dir is not None and self.data.exists():

@@ -8,10 +8,14 @@ none can be had).
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from bot import quota
@@ -20,6 +24,7 @@ from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
 from tests.integration.test_cli import run_cli
 from tests.integration.test_quota_ledger import T0, G, U, submit
+from tests.pg_server import find_bin_dir
 
 EXPECTED_SCHEMA = Path(__file__).resolve().parent.parent / "expected_schema_postgresql.sql"
 
@@ -134,3 +139,38 @@ async def test_a_guilds_monthly_budget_racing_from_three_processes_holds(
         spent = await ledger.guild_spend(conn, G, month=ledger.month_key(T0))
         from_ledger = await ledger.guild_spend_from_ledger(conn, G, month=ledger.month_key(T0))
     assert spent == pytest.approx(1.0) and from_ledger == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or find_bin_dir() is None,
+    reason="as root with PostgreSQL installed only (the server then runs as `postgres`)",
+)
+def test_ci_starts_a_server_in_a_private_state_directory(tmp_path: Path) -> None:
+    # .ci/run's state directory comes from `mktemp -d` (0700, root's): `postgres` must still
+    # reach the data directory inside it.
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    root = Path(__file__).resolve().parents[2]
+    started = subprocess.run(
+        [sys.executable, "-m", "tests.pg_server", "start", str(state)],
+        capture_output=True, text=True, cwd=root, timeout=120, check=False,
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        dsn = started.stdout.strip()
+
+        async def ask() -> int:
+            conn = await asyncpg.connect(dsn)
+            try:
+                return int(await conn.fetchval("SELECT 1"))
+            finally:
+                await conn.close()
+
+        assert asyncio.run(ask()) == 1
+        assert state.stat().st_mode & 0o777 == 0o701  # search only: no listing for others
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "tests.pg_server", "stop", str(state)],
+            cwd=root, timeout=60, check=False,
+        )  # fmt: skip
+    assert not (state / "server").exists()
