@@ -32,7 +32,7 @@ T0 = datetime(2025, 6, 15, tzinfo=UTC)
 async def insert_jobs(db: Database, count: int, members: int, now: datetime) -> list[int]:
     at = to_db_time(now)
     async with db.transaction() as conn:
-        first = (await (await conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs")).fetchone())[0]
+        first = await conn.fetchval("SELECT COALESCE(MAX(id), 0) FROM jobs")
         await conn.executemany(
             "INSERT INTO jobs (guild_id, user_id, provider, mode, prompt, params_json,"
             " created_at, updated_at) VALUES (?, ?, 'simulator', 'text-to-video', 'p', '{}', ?, ?)",

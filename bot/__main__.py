@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.db import Database, MigrationError, discover_migrations
+from bot.db import Database, MigrationError, discover_migrations, migrations_dir, redact_url
 from bot.logs import setup_logging
 
 log = logging.getLogger("bot")
@@ -96,14 +96,15 @@ def cmd_sync(settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    db = await Database.open(settings.database_path)
+    db = await Database.open(settings.database_target)
     try:
         applied = await db.migrate()
         version = await db.schema_version()
+        where = db.location
     finally:
         await db.close()
     print(
-        f"database {settings.database_path}: schema version {version}"
+        f"database {where}: schema version {version}"
         + (f" (applied {', '.join(applied)})" if applied else " (up to date)")
     )
     return 0
@@ -114,6 +115,35 @@ def cmd_migrate(settings: Settings) -> int:
         return asyncio.run(_migrate(settings))
     except MigrationError as exc:
         return _fail(str(exc))
+
+
+async def _check_database(settings: Settings) -> tuple[str, bool, str]:
+    """The database row of `check`: reachable, and its schema version against the code's."""
+    path = settings.database_path
+    if not settings.uses_postgresql and not path.exists():
+        writable = _dir_writable(path.parent)
+        text = f"{path}: will be created" if writable else f"{path.parent} is not writable"
+        return ("database", writable, text)
+    where = str(path) if not settings.uses_postgresql else redact_url(settings.database_url)
+    try:
+        db = await Database.open(settings.database_target)
+        try:
+            version = await db.schema_version()
+            latest = discover_migrations(migrations_dir(db.dialect))[-1][0]
+        finally:
+            await db.close()
+    except Exception as exc:
+        return ("database", False, f"{where}: {type(exc).__name__}: {exc}")
+    if version > latest:
+        return ("database", False, f"{where}: version {version} is newer than code ({latest})")
+    if version < latest:
+        pending = latest - version
+        return (
+            "database",
+            True,
+            f"{where}: version {version}, {pending} migration(s) pending (applied at start)",
+        )
+    return ("database", True, f"{where}: version {version}, up to date")
 
 
 async def _check(settings: Settings) -> int:
@@ -134,41 +164,7 @@ async def _check(settings: Settings) -> int:
             else "DISCORD_TOKEN missing (needed for run/sync)",
         ),
     ]
-    latest = discover_migrations()[-1][0]
-    path = settings.database_path
-    if path.exists():
-        try:
-            db = await Database.open(path)
-            try:
-                version = await db.schema_version()
-            finally:
-                await db.close()
-            if version > latest:
-                rows.append(
-                    ("database", False, f"{path}: version {version} is newer than code ({latest})")
-                )
-            elif version < latest:
-                rows.append(
-                    (
-                        "database",
-                        True,
-                        f"{path}: version {version}, {latest - version} migration(s) pending "
-                        "(applied at start)",
-                    )
-                )
-            else:
-                rows.append(("database", True, f"{path}: version {version}, up to date"))
-        except Exception as exc:
-            rows.append(("database", False, f"{path}: {type(exc).__name__}: {exc}"))
-    else:
-        writable = _dir_writable(path.parent)
-        rows.append(
-            (
-                "database",
-                writable,
-                f"{path}: will be created" if writable else f"{path.parent} is not writable",
-            )
-        )
+    rows.append(await _check_database(settings))
     with tempfile.TemporaryDirectory() as tmp:
         async with make_http_client() as client:
             providers = build_providers(settings, client, Path(tmp))

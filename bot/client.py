@@ -138,7 +138,7 @@ class VideoBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         settings = self.settings
-        self.db = await Database.open(settings.database_path)
+        self.db = await Database.open(settings.database_target)
         await self.db.migrate()
         self.http_client = make_http_client()
         self.providers = build_providers(settings, self.http_client, settings.data_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -136,9 +137,17 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", mode="after")
     @classmethod
-    def _sqlite_url(cls, value: str) -> str:
+    def _database_url(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith(("postgresql://", "postgres://")):
+            host = urlsplit(value).hostname
+            if not host and "host=" not in value:
+                raise ValueError("must look like postgresql://user:pass@host:port/db")
+            return value
         if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
-            raise ValueError("must look like sqlite:///path/to/file.db")
+            raise ValueError(
+                "must look like sqlite:///path/to/file.db or postgresql://user:pass@host:port/db"
+            )
         return value
 
     @model_validator(mode="after")
@@ -183,12 +192,25 @@ class Settings(BaseSettings):
         return self.providers[0] if self.providers else "simulator"
 
     @property
+    def uses_postgresql(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
     def database_path(self) -> Path:
+        """The SQLite file (on PostgreSQL: `data/bot.db`, never opened; see `data_dir`)."""
+        if self.uses_postgresql:
+            return Path("data") / "bot.db"
         return Path(self.database_url.removeprefix("sqlite:///"))
 
     @property
+    def database_target(self) -> str:
+        """What `Database.open` takes: the SQLite path or the PostgreSQL URL."""
+        return self.database_url if self.uses_postgresql else str(self.database_path)
+
+    @property
     def data_dir(self) -> Path:
-        """Where job inputs and temporary clips live: beside the database."""
+        """Where job inputs and temporary clips live: beside the SQLite database; with
+        PostgreSQL, `data/` in the working directory."""
         return self.database_path.parent
 
     def secrets(self) -> list[str]:

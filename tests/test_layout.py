@@ -2,7 +2,7 @@
 
 - cogs/ (the Discord side) imports nothing from `bot.store`: SQL stays behind bot/;
 - bot/ imports nothing from `cogs`;
-- no aiosqlite type outside `bot/store/` and `bot/db.py`;
+- no database driver (aiosqlite, asyncpg, sqlite3) outside `bot/store/` and `bot/db.py`;
 - a module in bot/ or cogs/ stays under ~500 lines, a class under ~400, unless the module's
   docstring says why (a line starting with "Size:").
 """
@@ -54,12 +54,13 @@ def test_bot_does_not_import_cogs() -> None:
     assert _violations("bot", "cogs") == []
 
 
-def test_aiosqlite_stays_in_the_store() -> None:
+@pytest.mark.parametrize("driver", ["aiosqlite", "asyncpg", "sqlite3"])
+def test_database_drivers_stay_in_the_store(driver: str) -> None:
     allowed = {ROOT / "bot" / "db.py", *(ROOT / "bot" / "store").rglob("*.py")}
     found = [
         v
         for package in ("bot", "cogs")
-        for v in _violations(package, "aiosqlite")
+        for v in _violations(package, driver)
         if ROOT / v.split(":")[0] not in allowed
     ]
     assert found == []

@@ -88,9 +88,8 @@ def _wake_after_commit(conn: Connection) -> None:
     if tx is not None:
         tx.after_commit(lambda: _wake(tx.db))
         return
-    for db in list(_listeners):  # no transaction: the insert has committed already
-        if db.conn is conn:
-            _wake(db)
+    if isinstance(conn.owner, Database):  # no transaction: the insert has committed already
+        _wake(conn.owner)
 
 
 def _wake(db: Database) -> None:

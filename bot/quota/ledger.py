@@ -17,7 +17,9 @@ an admin's reset. Checks every rule of `bot.quota.rules` at reservation.
 The SQL is `bot.store.quotas` (its docstring has the sign convention). `reserve`, `settle`,
 `refund` and `reset_member` take the `conn` of the caller's
 `async with db.transaction() as conn:` (BEGIN IMMEDIATE), which makes the read-check-write
-of a reservation atomic with the caller's job row.
+of a reservation atomic with the caller's job row; on PostgreSQL `reserve` and `reset_member`
+first take the member's lock (and the guild's, when it has a monthly budget:
+`bot.store.quotas.lock_member`), and settle / refund the job's.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ async def reserve(
     now = _aware(now)
     if not seconds > 0 or width <= 0 or height <= 0 or cost_usd < 0:
         raise ValueError("reserve needs seconds > 0, a positive size and cost_usd >= 0")
+    await ledger.lock_member(conn, guild_id, user_id)
     rules, snap = await _member_view(
         conn, guild_id=guild_id, user_id=user_id, role_ids=role_ids, now=now, job_id=job_id
     )
@@ -232,6 +235,7 @@ async def settle(
     now = _aware(now)
     if seconds < 0 or cost_usd < 0:
         raise ValueError("settle needs seconds >= 0 and cost_usd >= 0")
+    await conn.lock("job", job_id)  # one closing entry per job, even across processes
     found = await ledger.reservation(conn, job_id)
     if found is None or found.closed_by is not None:
         return
@@ -281,6 +285,7 @@ async def refund(
     now = _aware(now)
     if billed_usd < 0:
         raise ValueError("refund needs billed_usd >= 0")
+    await conn.lock("job", job_id)  # one closing entry per job, even across processes
     found = await ledger.reservation(conn, job_id)
     if found is None or found.closed_by is not None:
         return
@@ -375,6 +380,7 @@ async def reset_member(
     (they still count towards the concurrency cap) but no longer against the allowance.
     """
     now = _aware(now)
+    await ledger.lock_member(conn, guild_id, user_id)
     settings = await guild_store.get_guild_settings(conn, guild_id)
     snap = await ledger.member_snapshot(
         conn, guild_id, user_id, after=window_start(now, settings.quota_window_seconds)

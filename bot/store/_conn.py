@@ -2,35 +2,37 @@
 
 Read helpers take either the `Database` (a read outside any transaction) or the
 `Connection` of a caller's `async with db.transaction() as conn:`. Outside `bot/store/`
-(and `bot/db.py`) code names these aliases, never an aiosqlite type.
+(and `bot/db.py`) code names these aliases, never a driver (aiosqlite, asyncpg) type.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiosqlite
-
 from bot.db import Database
+from bot.store._driver import Connection, Dialect, Params, Row
 
-Connection = aiosqlite.Connection
-Row = aiosqlite.Row
+__all__ = ["Connection", "DbOrConn", "Row", "dialect", "fetchall", "fetchone", "fetchval"]
+
 DbOrConn = Database | Connection
 
 
-async def fetchall(target: DbOrConn, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-    if isinstance(target, Database):
-        return await target.fetchall(sql, params)
-    return list(await target.execute_fetchall(sql, params))
+def dialect(target: DbOrConn) -> Dialect:
+    return target.dialect
 
 
-async def fetchone(target: DbOrConn, sql: str, params: Sequence[Any] = ()) -> Row | None:
-    if isinstance(target, Database):
-        return await target.fetchone(sql, params)
-    async with target.execute(sql, params) as cursor:
-        return await cursor.fetchone()
+async def fetchall(target: DbOrConn, sql: str, params: Params = ()) -> list[Row]:
+    return await target.fetchall(sql, params)
+
+
+async def fetchone(target: DbOrConn, sql: str, params: Params = ()) -> Row | None:
+    return await target.fetchone(sql, params)
+
+
+async def fetchval(target: DbOrConn, sql: str, params: Params = ()) -> Any:
+    return await target.fetchval(sql, params)
 
 
 @asynccontextmanager

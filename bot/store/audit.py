@@ -81,13 +81,13 @@ async def insert_entry(
     job_id: int | None,
     data_json: str,
 ) -> int:
-    cursor = await conn.execute(
+    audit_id = await conn.fetchval(
         "INSERT INTO audit_log (guild_id, at, kind, actor_id, target_id, channel_id, job_id, "
-        "summary, data_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "summary, data_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (guild_id, to_db_time(at), kind, actor_id, target_id, channel_id, job_id, summary,
          data_json),
     )  # fmt: skip
-    return int(cursor.lastrowid or 0)
+    return int(audit_id)
 
 
 async def get_entry(target: DbOrConn, audit_id: int) -> AuditEntry | None:
@@ -104,7 +104,7 @@ async def recent_entries(
     before_id: int | None = None,
 ) -> list[AuditEntry]:
     """Newest first. `member_id` keeps entries where the member acted or was the target."""
-    sql = f"SELECT {_COLUMNS} FROM audit_log WHERE guild_id IS ?"  # noqa: S608
+    sql = f"SELECT {_COLUMNS} FROM audit_log WHERE guild_id IS NOT DISTINCT FROM ?"  # noqa: S608
     params: list[Any] = [guild_id]
     if member_id is not None:
         sql += " AND (target_id = ? OR actor_id = ?)"
@@ -124,7 +124,8 @@ async def iter_entries_between(
     after_id = 0
     while True:
         rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM audit_log WHERE guild_id IS ? AND at >= ? AND at < ? "  # noqa: S608
+            f"SELECT {_COLUMNS} FROM audit_log WHERE guild_id IS NOT DISTINCT FROM ? "  # noqa: S608
+            "AND at >= ? AND at < ? "
             "AND id > ? ORDER BY id LIMIT ?",
             (guild_id, to_db_time(since), to_db_time(until), after_id, page),
         )
@@ -147,10 +148,10 @@ async def prune_before(conn: Connection, guild_id: int | None, cutoff: datetime)
     so no other statement can delete while it is open.
     """
     await conn.execute("UPDATE audit_prune_gate SET open = 1 WHERE id = 1")
-    cursor = await conn.execute(
-        "DELETE FROM audit_log WHERE guild_id IS ? AND at < ?", (guild_id, to_db_time(cutoff))
+    deleted = await conn.execute(
+        "DELETE FROM audit_log WHERE guild_id IS NOT DISTINCT FROM ? AND at < ?",
+        (guild_id, to_db_time(cutoff)),
     )
-    deleted = cursor.rowcount
     await conn.execute("UPDATE audit_prune_gate SET open = 0 WHERE id = 1")
     await conn.execute(
         "DELETE FROM modlog_outbox WHERE NOT EXISTS "
@@ -164,13 +165,16 @@ async def prune_before(conn: Connection, guild_id: int | None, cutoff: datetime)
 
 async def enqueue_post(conn: Connection, audit_id: int, guild_id: int, now: datetime) -> bool:
     """Queue the entry for the guild's log channel, if the guild has one; True if queued."""
-    cursor = await conn.execute(
-        "INSERT INTO modlog_outbox (audit_id, guild_id, attempts, next_try_at) "
-        "SELECT ?, guild_id, 0, ? FROM guild_settings "
-        "WHERE guild_id = ? AND log_channel_id IS NOT NULL",
-        (audit_id, to_db_time(now), guild_id),
+    channel = await conn.fetchval(
+        "SELECT log_channel_id FROM guild_settings WHERE guild_id = ?", (guild_id,)
     )
-    return cursor.rowcount > 0
+    if channel is None:
+        return False
+    await conn.execute(
+        "INSERT INTO modlog_outbox (audit_id, guild_id, attempts, next_try_at) VALUES (?, ?, 0, ?)",
+        (audit_id, guild_id, to_db_time(now)),
+    )
+    return True
 
 
 async def due_posts(target: DbOrConn, now: datetime, *, limit: int) -> list[OutboxItem]:
@@ -238,7 +242,7 @@ async def guild_posts_failed(
 async def drop_exhausted(conn: Connection, max_attempts: int) -> list[tuple[int, int]]:
     """Remove rows that failed `max_attempts` times; returns their (audit_id, guild_id)."""
     rows = list(
-        await conn.execute_fetchall(
+        await conn.fetchall(
             "SELECT audit_id, guild_id FROM modlog_outbox WHERE attempts >= ? ORDER BY audit_id",
             (max_attempts,),
         )

@@ -112,11 +112,10 @@ async def delete_block(conn: Connection, guild_id: int, user_id: int) -> None:
 
 
 async def purge_expired_blocks(conn: Connection, now: datetime) -> int:
-    cursor = await conn.execute(
+    return await conn.execute(
         "DELETE FROM blocked_members WHERE expires_at IS NOT NULL AND expires_at <= ?",
         (to_db_time(now),),
     )
-    return int(cursor.rowcount)
 
 
 # ----- terms -----------------------------------------------------------------------------
@@ -142,13 +141,13 @@ async def insert_term(
     added_by: int,
     now: datetime,
 ) -> BlockedTerm:
-    cursor = await conn.execute(
+    term_id = await conn.fetchval(
         "INSERT INTO blocked_terms (guild_id, pattern, is_regex, added_by, created_at) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?) RETURNING id",
         (guild_id, pattern, int(is_regex), added_by, to_db_time(now)),
     )
     return BlockedTerm(
-        id=int(cursor.lastrowid or 0),
+        id=int(term_id),
         guild_id=guild_id,
         pattern=pattern,
         is_regex=is_regex,

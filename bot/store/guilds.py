@@ -28,6 +28,7 @@ from bot.limits import (
     WINDOW_HOURS,
 )
 from bot.store._conn import Connection, DbOrConn, Row, fetchall, writing
+from bot.store._driver import Dialect
 
 DEFAULT_WINDOW_SECONDS = 86_400
 DEFAULT_HD_WEIGHT = 2.0
@@ -147,7 +148,7 @@ async def update_guild_settings(
         raise TypeError(f"unknown guild setting(s): {', '.join(sorted(unknown))}")
     at = to_db_time(now or utcnow())
     async with writing(target) as conn:
-        rows = await conn.execute_fetchall(
+        rows = await conn.fetchall(
             f"SELECT {_COLUMNS} FROM guild_settings WHERE guild_id = ?",  # noqa: S608
             (guild_id,),
         )
@@ -313,8 +314,10 @@ class MemberRules(BaseModel):
 # A member's rules as three JSON scalar subqueries, so a caller's query can read them in the
 # same round trip (bot.store.quotas.member_snapshot does). Named parameters: :g (guild id),
 # :u (user id), :roles (JSON array of the member's role ids). Parse with `rules_from_row`.
+# JSON functions differ, hence one query per dialect.
 _SETTINGS_JSON = ", ".join(f"'{name}', {name}" for name in sorted(SETTINGS_FIELDS))
-RULES_COLUMNS_SQL = f"""
+RULES_COLUMNS_SQL: dict[Dialect, str] = {
+    "sqlite": f"""
     (SELECT json_object({_SETTINGS_JSON}, 'updated_at', updated_at)
      FROM guild_settings WHERE guild_id = :g) AS rules_settings,
     (SELECT json_array(seconds, updated_at)
@@ -322,7 +325,20 @@ RULES_COLUMNS_SQL = f"""
     (SELECT json_group_array(json_array(role_id, seconds, updated_at))
      FROM role_allowances
      WHERE guild_id = :g AND role_id IN (SELECT value FROM json_each(:roles))) AS rules_roles
-"""  # noqa: S608 (column names only)
+""",  # noqa: S608 (column names only)
+    "postgresql": f"""
+    (SELECT CAST(json_build_object({_SETTINGS_JSON}, 'updated_at', updated_at) AS TEXT)
+     FROM guild_settings WHERE guild_id = :g) AS rules_settings,
+    (SELECT CAST(json_build_array(seconds, updated_at) AS TEXT)
+     FROM member_allowances WHERE guild_id = :g AND user_id = :u) AS rules_member,
+    (SELECT CAST(COALESCE(json_agg(json_build_array(role_id, seconds, updated_at)), '[]')
+                 AS TEXT)
+     FROM role_allowances
+     WHERE guild_id = :g AND role_id IN (
+         SELECT CAST(value AS BIGINT) FROM json_array_elements_text(CAST(:roles AS JSON))
+     )) AS rules_roles
+""",  # noqa: S608 (column names only)
+}
 
 
 def rules_params(guild_id: int, user_id: int, role_ids: Sequence[int]) -> dict[str, Any]:
@@ -354,8 +370,8 @@ async def member_rules(
     conn: Connection, guild_id: int, user_id: int, role_ids: Sequence[int]
 ) -> MemberRules:
     """The guild's settings, the member's override and the allowances of the given roles."""
-    rows = await conn.execute_fetchall(
-        f"SELECT {RULES_COLUMNS_SQL}",
+    rows = await conn.fetchall(
+        f"SELECT {RULES_COLUMNS_SQL[conn.dialect]}",
         rules_params(guild_id, user_id, role_ids),
     )
     return rules_from_row(guild_id, user_id, next(iter(rows)))

@@ -174,10 +174,11 @@ async def insert_job(
 ) -> int:
     """Write a new job in status `pending` (call inside the caller's transaction)."""
     at = to_db_time(now)
-    cursor = await conn.execute(
+    job_id = await conn.fetchval(
         "INSERT INTO jobs (guild_id, channel_id, user_id, provider, model, mode, prompt,"
         " params_json, adjustments_json, status, seconds, cost_usd, input_dir, origin,"
-        " source_json, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " source_json, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        " RETURNING id",
         (
             guild_id,
             channel_id,
@@ -198,7 +199,7 @@ async def insert_job(
             at,
         ),
     )
-    job_id = int(cursor.lastrowid or 0)
+    job_id = int(job_id)
     await _event(conn, job_id, None, Status.PENDING, f"created ({origin})", now)
     return job_id
 
@@ -220,12 +221,23 @@ async def transition(
     Raises UnknownJobError / InvalidTransitionError (the caller's transaction then rolls back).
     """
     target = Status(to_status)
-    row = await fetchone(conn, "SELECT status, provider_done_at FROM jobs WHERE id = ?", (job_id,))
-    if row is None:
-        raise UnknownJobError(job_id)
-    current = Status(row["status"])
-    if target not in TRANSITIONS[current]:
-        raise InvalidTransitionError(job_id, current, target)
+    while True:
+        row = await fetchone(
+            conn, "SELECT status, provider_done_at FROM jobs WHERE id = ?", (job_id,)
+        )
+        if row is None:
+            raise UnknownJobError(job_id)
+        current = Status(row["status"])
+        if target not in TRANSITIONS[current]:
+            raise InvalidTransitionError(job_id, current, target)
+        # Only from the status just read: a concurrent transaction (PostgreSQL) that moved the
+        # job first makes this change 0 rows, and the move is checked again from the new one.
+        changed = await conn.execute(
+            "UPDATE jobs SET status = ? WHERE id = ? AND status = ?",
+            (target.value, job_id, current.value),
+        )
+        if changed:
+            break
     values = dict(fields)
     if target is Status.SUBMITTED:
         values.setdefault("submitted_at", now)
@@ -233,7 +245,6 @@ async def transition(
         values.setdefault("provider_done_at", now)
     if target in TERMINAL_STATUSES:
         values.setdefault("finished_at", now)
-    await conn.execute("UPDATE jobs SET status = ? WHERE id = ?", (target.value, job_id))
     await _update(conn, job_id, now, values)
     await _event(conn, job_id, current, target, reason, now)
     return await _fresh(conn, job_id)
@@ -303,7 +314,8 @@ async def list_for_user(
     """A member's most recent jobs, newest first."""
     rows = await fetchall(
         src,
-        "SELECT * FROM jobs WHERE guild_id IS ? AND user_id = ? ORDER BY id DESC LIMIT ?",
+        "SELECT * FROM jobs WHERE guild_id IS NOT DISTINCT FROM ? AND user_id = ?"
+        " ORDER BY id DESC LIMIT ?",
         (guild_id, user_id, limit),
     )
     return [_record(row) for row in rows]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -117,12 +117,28 @@ async def insert_entry(
     at: datetime,
     note: str | None = None,
 ) -> int:
-    cursor = await conn.execute(
+    entry_id = await conn.fetchval(
         "INSERT INTO quota_ledger (guild_id, user_id, job_id, kind, seconds, cost_usd, at, note) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (guild_id, user_id, job_id, kind, seconds, cost_usd, to_db_time(at), note),
     )
-    return int(cursor.lastrowid or 0)
+    return int(entry_id)
+
+
+async def lock_member(conn: Connection, guild_id: int, user_id: int) -> None:
+    """Serialise reservations (PostgreSQL; SQLite's BEGIN IMMEDIATE already does): the
+    member's lock, after the guild's lock, which is exclusive when the guild has a monthly
+    budget (every member's reservation then counts against one figure) and shared otherwise
+    (members of the same guild proceed in parallel). Always guild first, so never a deadlock.
+    """
+    if conn.dialect == "sqlite":
+        return
+    budget = await conn.fetchval(
+        "SELECT monthly_budget_usd IS NOT NULL FROM guild_settings WHERE guild_id = ?",
+        (guild_id,),
+    )
+    await conn.lock("guild", guild_id, shared=not budget)
+    await conn.lock("member", guild_id, user_id)
 
 
 def reserve_note(raw_seconds: float, weight: float, width: int, height: int) -> str:
@@ -157,7 +173,7 @@ async def member_snapshot(
         if month is not None
         else "0.0"
     )
-    rules = RULES_COLUMNS_SQL if role_ids is not None else "NULL AS rules_settings"
+    rules = RULES_COLUMNS_SQL[conn.dialect] if role_ids is not None else "NULL AS rules_settings"
     params: dict[str, Any] = {
         "g": guild_id,
         "u": user_id,
@@ -167,7 +183,7 @@ async def member_snapshot(
     }
     if role_ids is not None:
         params.update(rules_params(guild_id, user_id, role_ids))
-    rows = await conn.execute_fetchall(
+    rows = await conn.fetchall(
         f"""
         WITH st AS MATERIALIZED (
             SELECT COALESCE(MAX(id), 0) AS reset_id FROM quota_ledger
@@ -189,13 +205,14 @@ async def member_snapshot(
             FROM st
         ), charges AS (
             SELECT r.id AS reserve_id, r.job_id, r.at, SUM(l.seconds) AS seconds,
-                SUM(l.cost_usd) AS cost_usd, MAX(l.kind IN ('settle', 'refund')) AS closed
+                SUM(l.cost_usd) AS cost_usd,
+                MAX(CASE WHEN l.kind IN ('settle', 'refund') THEN 1 ELSE 0 END) AS closed
             FROM st, quota_ledger r JOIN quota_ledger l ON l.job_id = r.job_id
             WHERE r.guild_id = :g AND r.user_id = :u AND r.kind = 'reserve'
                 AND r.at > :after AND r.id > st.reset_id
             GROUP BY r.id
         )
-        SELECT state.*, charges.* FROM state LEFT JOIN charges ON 1
+        SELECT state.*, charges.* FROM state LEFT JOIN charges ON TRUE
         ORDER BY charges.at, charges.reserve_id
         """,  # noqa: S608 (constant fragments only)
         params,
@@ -235,41 +252,54 @@ async def guild_spend(conn: Connection, guild_id: int, *, month: str) -> float:
     Kept by the trigger in migrations/0002_quota.sql, from the ledger, in the same
     transaction as each entry.
     """
-    rows = await conn.execute_fetchall(
+    rows = await conn.fetchall(
         "SELECT COALESCE(SUM(cost_usd), 0) FROM quota_guild_spend WHERE guild_id = ? AND month = ?",
         (guild_id, month),
     )
     return float(next(iter(rows))[0])
 
 
+def _month_bounds(month: str) -> tuple[str, str]:
+    """The stored-time range [start, end) of a calendar month 'YYYY-MM' (UTC)."""
+    start = datetime.fromisoformat(f"{month}-01T00:00:00+00:00")
+    end = (start + timedelta(days=32)).replace(day=1)
+    return to_db_time(start), to_db_time(end)
+
+
 async def guild_over_quote(conn: Connection, guild_id: int, *, month: str) -> float:
     """USD the providers billed above the quotes for the guild's jobs reserved in `month`
     (not charged; from the settle notes' `over_quote_usd`)."""
-    rows = await conn.execute_fetchall(
-        "SELECT COALESCE(SUM(json_extract(l.note, '$.over_quote_usd')), 0) FROM quota_ledger r "
+    rows = await conn.fetchall(
+        "SELECT l.note FROM quota_ledger r "
         "JOIN quota_ledger l ON l.job_id = r.job_id AND l.kind = 'settle' "
-        "WHERE r.guild_id = ? AND r.kind = 'reserve' AND substr(r.at, 1, 7) = ? "
-        "AND json_valid(l.note)",
-        (guild_id, month),
+        "WHERE r.guild_id = ? AND r.kind = 'reserve' AND r.at >= ? AND r.at < ? "
+        "AND l.note IS NOT NULL",
+        (guild_id, *_month_bounds(month)),
     )
-    return float(next(iter(rows))[0])
+    total = 0.0
+    for row in rows:
+        try:
+            value = json.loads(row["note"]).get("over_quote_usd")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            total += float(value)
+    return total
 
 
 async def guild_spend_from_ledger(conn: Connection, guild_id: int, *, month: str) -> float:
     """The same figure summed from the ledger itself (for checks and tests)."""
-    rows = await conn.execute_fetchall(
+    rows = await conn.fetchall(
         "SELECT COALESCE(SUM(l.cost_usd), 0) FROM quota_ledger r "
         "JOIN quota_ledger l ON l.job_id = r.job_id "
-        "WHERE r.guild_id = ? AND r.kind = 'reserve' AND substr(r.at, 1, 7) = ?",
-        (guild_id, month),
+        "WHERE r.guild_id = ? AND r.kind = 'reserve' AND r.at >= ? AND r.at < ?",
+        (guild_id, *_month_bounds(month)),
     )
     return float(next(iter(rows))[0])
 
 
 async def job_entries(conn: Connection, job_id: int) -> list[LedgerEntry]:
-    rows = await conn.execute_fetchall(
-        "SELECT * FROM quota_ledger WHERE job_id = ? ORDER BY id", (job_id,)
-    )
+    rows = await conn.fetchall("SELECT * FROM quota_ledger WHERE job_id = ? ORDER BY id", (job_id,))
     return [_entry(r) for r in rows]
 
 

@@ -120,12 +120,12 @@ async def decide(
     conn: Connection, job_id: int, decision: Decision, *, by: int | None, now: datetime
 ) -> bool:
     """Decide a held clip; False when it was not held or someone decided first."""
-    cursor = await conn.execute(
+    changed = await conn.execute(
         "UPDATE clip_checks SET decision = ?, decided_by = ?, decided_at = ?"
         " WHERE job_id = ? AND action = 'hold' AND decision IS NULL",
         (decision, by, to_db_time(now), job_id),
     )
-    return (cursor.rowcount or 0) == 1
+    return changed == 1
 
 
 async def held_clips(target: DbOrConn, guild_id: int) -> list[ClipCheck]:

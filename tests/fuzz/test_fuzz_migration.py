@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot import moderation, quota
-from bot.db import MIGRATIONS_DIR, Database, discover_migrations, to_db_time
+from bot.db import MIGRATIONS_DIR, Database, IntegrityError, discover_migrations, to_db_time
 from bot.providers.base import Mode, NegotiatedRequest
 from bot.store import jobs as job_store
 from bot.store import quotas as ledger
@@ -203,13 +203,14 @@ async def write_v1(path: Path, data: dict[str, Any]) -> dict[str, Any]:
                 status = j["status"]
                 done = status not in ACTIVE
                 delivered = status == "delivered"
-                cursor = await conn.execute(
+                job_id = await conn.fetchval(
                     "INSERT INTO jobs (guild_id, channel_id, user_id, provider, model, mode,"
                     " prompt, params_json, adjustments_json, status, provider_job_id,"
                     " provider_data_json, seconds, cost_usd, progress, failure_reason, attempts,"
                     " input_dir, interaction_message_id, result_message_id, result_channel_id,"
                     " origin, created_at, submitted_at, provider_done_at, finished_at,"
-                    " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                    " RETURNING id",
                     (
                         j["guild"], 7 if j["guild"] else None, j["user"], j["provider"], "m",
                         "text-to-video", j["prompt"], params_json(j),
@@ -227,7 +228,7 @@ async def write_v1(path: Path, data: dict[str, Any]) -> dict[str, Any]:
                         at(closed),
                     ),
                 )  # fmt: skip
-                job_id = int(cursor.lastrowid or 0)
+                job_id = int(job_id)
                 expected["jobs"][job_id] = j
                 await conn.execute(
                     "INSERT INTO job_events (job_id, at, from_status, to_status, reason)"
@@ -263,17 +264,18 @@ async def write_v1(path: Path, data: dict[str, Any]) -> dict[str, Any]:
             events.sort(key=lambda e: (-e[0], e[1]))
             expected["ledger"] = []
             for age, _, kind, e in events:
-                cursor = await conn.execute(
+                entry_id = await conn.fetchval(
                     "INSERT INTO quota_ledger (guild_id, user_id, job_id, kind, seconds,"
-                    " cost_usd, at, note) VALUES (?,?,?,?,?,?,?,?)",
+                    " cost_usd, at, note) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
                     (e["guild"], e["user"], e["job"], kind, e["seconds"], e["cost"], at(age),
                      e["note"]),
                 )  # fmt: skip
-                expected["ledger"].append({**e, "id": cursor.lastrowid, "kind": kind, "age": age})
+                expected["ledger"].append({**e, "id": entry_id, "kind": kind, "age": age})
             for guild, kind, summary, age, queued in data["audits"]:
-                cursor = await conn.execute(
+                audit_id = await conn.fetchval(
                     "INSERT INTO audit_log (guild_id, at, kind, actor_id, target_id,"
-                    " channel_id, job_id, summary, data_json) VALUES (?,?,?,?,?,?,?,?,?)",
+                    " channel_id, job_id, summary, data_json) VALUES (?,?,?,?,?,?,?,?,?)"
+                    " RETURNING id",
                     (guild, at(age), kind, 9, 1, 7, None, summary,
                      json.dumps({"prompt": summary, "reason": kind})),
                 )  # fmt: skip
@@ -281,7 +283,7 @@ async def write_v1(path: Path, data: dict[str, Any]) -> dict[str, Any]:
                     await conn.execute(
                         "INSERT INTO modlog_outbox (audit_id, guild_id, attempts, next_try_at,"
                         " last_error) VALUES (?,?,?,?,?)",
-                        (cursor.lastrowid, guild, 2, at(0), "HTTP 503"),
+                        (audit_id, guild, 2, at(0), "HTTP 503"),
                     )
             for guild, user, reason, expiry in data["blocks"]:
                 expires = None if expiry is None else to_db_time(NOW + timedelta(minutes=expiry))
@@ -411,7 +413,7 @@ async def read_back(db: Database, data: dict[str, Any], exp: dict[str, Any]) -> 
         if await db.fetchval(f"SELECT COUNT(*) FROM {sql.split()[1]}"):
             try:
                 await db.execute(sql)
-            except sqlite3.IntegrityError as exc:
+            except IntegrityError as exc:
                 assert "append-only" in str(exc)
             else:
                 raise AssertionError(f"{sql} was allowed")
@@ -442,7 +444,7 @@ async def finish_running_jobs(db: Database, exp: dict[str, Any]) -> None:
                     conn, guild_id=j["guild"], user_id=j["user"], job_id=job_id,
                     kind="reserve", seconds=1, cost_usd=0, at=NOW,
                 )  # fmt: skip
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             pass
         else:
             raise AssertionError("a second reservation for one job was accepted")

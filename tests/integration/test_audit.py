@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot import moderation
-from bot.db import Database
+from bot.db import Database, IntegrityError
 from bot.store import audit as audit_store
 from bot.store.guilds import update_guild_settings
+
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 GUILD = 111
@@ -30,14 +31,18 @@ async def add(db: Database, *, at: datetime, guild_id: int | None = GUILD, **kw)
 
 
 async def count(db: Database, guild_id: int | None = GUILD) -> int:
-    return int(await db.fetchval("SELECT COUNT(*) FROM audit_log WHERE guild_id IS ?", (guild_id,)))
+    return int(
+        await db.fetchval(
+            "SELECT COUNT(*) FROM audit_log WHERE guild_id IS NOT DISTINCT FROM ?", (guild_id,)
+        )
+    )
 
 
 async def test_audit_rows_cannot_be_updated(db: Database) -> None:
     audit_id = await add(db, at=NOW)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(IntegrityError, match="append-only"):
         await db.execute("UPDATE audit_log SET summary = 'edited' WHERE id = ?", (audit_id,))
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(IntegrityError, match="append-only"):
         await db.execute("UPDATE audit_log SET data_json = '{}'")
     entry = await audit_store.get_entry(db, audit_id)
     assert entry is not None and entry.summary == "a finished job"
@@ -45,7 +50,7 @@ async def test_audit_rows_cannot_be_updated(db: Database) -> None:
 
 async def test_audit_rows_cannot_be_deleted(db: Database) -> None:
     await add(db, at=NOW)
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+    with pytest.raises(IntegrityError, match="append-only"):
         await db.execute("DELETE FROM audit_log")
     assert await count(db) == 1
 
@@ -67,7 +72,7 @@ async def test_prune_removes_old_entries_and_is_itself_logged(db: Database) -> N
     assert prune_entries[0].data["retention_days"] == 90
     # The gate is shut again: ordinary deletes are still refused.
     assert await db.fetchval("SELECT open FROM audit_prune_gate") == 0
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         await db.execute("DELETE FROM audit_log WHERE id = ?", (keep[0],))
     # Nothing left to prune: nothing deleted and no new prune entry.
     assert await moderation.prune(db, GUILD, NOW) == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot import moderation, quota
-from bot.db import Database, current_transaction, utcnow
+from bot.db import Database, Transaction, current_transaction, utcnow
 from bot.jobs.service import Requester, RequestRefused, VideoService
 from bot.moderation import AuditEntry, ModLog
 from bot.moderation.audit import listen, unlisten
@@ -103,6 +103,9 @@ async def test_a_blocked_member_refusal_is_posted_at_once(
         assert posted.posted[-1].data["reason"] == "blocked_member"
 
 
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
+
+
 async def test_an_allowance_refusal_is_posted_at_once(db: Database, service: VideoService) -> None:
     await moderation.set_log_channel(db, GUILD, CHANNEL, actor_id=ADMIN, now=utcnow())
     await quota.set_default(
@@ -126,13 +129,15 @@ async def test_an_allowance_refusal_is_posted_at_once(db: Database, service: Vid
 
 async def test_after_commit_runs_after_the_commit_and_never_on_rollback(db: Database) -> None:
     seen: list[bool] = []
+    opened: list[Transaction] = []
 
     def callback() -> None:
-        seen.append(db.conn.in_transaction)
+        seen.append(opened[-1].open)
 
     async with db.transaction() as conn:
         tx = current_transaction(conn)
         assert tx is not None and tx.db is db
+        opened.append(tx)
         tx.after_commit(callback)
         assert seen == []
     assert seen == [False]  # ran once, after COMMIT
@@ -141,10 +146,11 @@ async def test_after_commit_runs_after_the_commit_and_never_on_rollback(db: Data
         async with db.transaction() as conn:
             tx = current_transaction(conn)
             assert tx is not None
+            opened.append(tx)
             tx.after_commit(callback)
             raise RuntimeError("boom")
     assert seen == [False]  # dropped with the rollback
-    assert current_transaction(db.conn) is None
+    assert current_transaction(conn) is None
 
 
 async def test_an_audit_entry_that_rolls_back_wakes_nobody(db: Database) -> None:

@@ -130,13 +130,16 @@ async def add_job(
 ) -> int:
     at = at or utcnow()
     async with db.transaction() as conn:
-        cursor = await conn.execute(
+        job_id = await conn.fetchval(
             "INSERT INTO jobs (guild_id, user_id, provider, mode, prompt, params_json, status,"
             " seconds, cost_usd, failure_reason, created_at, updated_at)"
-            " VALUES (?, ?, 'simulator', 'text-to-video', ?, '{}', ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, 'simulator', 'text-to-video', ?, '{}', ?, ?, ?, ?, ?, ?) RETURNING id",
             (G, user_id, prompt, status, seconds, cost, failure, to_db_time(at), to_db_time(at)),
         )
-        return int(cursor.lastrowid or 0)
+        return int(job_id)
+
+
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
 
 
 async def reserve(db, user_id: int, seconds: float, *, roles=()) -> int:

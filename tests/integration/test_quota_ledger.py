@@ -6,7 +6,6 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
-import aiosqlite
 import pytest
 
 from bot import quota
@@ -14,6 +13,7 @@ from bot.db import Database, to_db_time
 from bot.quota import ledger as quota_ledger
 from bot.store import guilds as guild_store
 from bot.store import quotas as ledger
+from bot.store._conn import Connection
 
 G, U = 111, 222
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -23,14 +23,15 @@ HD = (1920, 1080)
 # 0002 exists: migration numbers must not have gaps.
 
 
-async def insert_job(conn: aiosqlite.Connection, guild_id: int, user_id: int, now: datetime) -> int:
+async def insert_job(conn: Connection, guild_id: int, user_id: int, now: datetime) -> int:
     at = to_db_time(now)
-    cursor = await conn.execute(
+    job_id = await conn.fetchval(
         "INSERT INTO jobs (guild_id, user_id, provider, mode, prompt, params_json, "
-        "created_at, updated_at) VALUES (?, ?, 'simulator', 'text-to-video', 'a cat', '{}', ?, ?)",
+        "created_at, updated_at) VALUES (?, ?, 'simulator', 'text-to-video', 'a cat', '{}', ?, ?)"
+        " RETURNING id",
         (guild_id, user_id, at, at),
     )
-    return int(cursor.lastrowid or 0)
+    return int(job_id)
 
 
 async def submit(
@@ -63,6 +64,9 @@ async def submit(
             default_seconds=default_seconds,
             default_max_concurrent=default_max_concurrent,
         )
+
+
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
 
 
 async def usage_at(db: Database, now: datetime, **kw) -> quota.Usage:
@@ -489,7 +493,7 @@ async def test_settle_above_the_quote_charges_the_quote_and_flags_it(db):
     async with db.transaction() as conn:
         spent = await ledger.guild_spend(conn, G, month="2025-06")
         over = await ledger.guild_over_quote(conn, G, month="2025-06")
-        rows = await conn.execute_fetchall(
+        rows = await conn.fetchall(
             "SELECT kind, job_id, data_json FROM audit_log WHERE kind = 'over_quote'"
         )
     assert spent == pytest.approx(1.0)  # the cap holds: the quote is what counts

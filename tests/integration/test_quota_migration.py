@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 
-from bot.db import MIGRATIONS_DIR, Database, to_db_time
+from bot.db import MIGRATIONS_DIR, Database, IntegrityError, to_db_time
 from bot.store import quotas as ledger
 
 G = 5
@@ -28,12 +27,12 @@ async def add_entry(conn, *, job_id, kind, seconds, cost, at, user_id=1, guild_i
 
 
 async def add_job(conn, at: datetime, guild_id: int = G) -> int:
-    cursor = await conn.execute(
+    job_id = await conn.fetchval(
         "INSERT INTO jobs (guild_id, user_id, provider, mode, prompt, params_json, created_at,"
-        " updated_at) VALUES (?, 1, 'simulator', 'text-to-video', 'p', '{}', ?, ?)",
+        " updated_at) VALUES (?, 1, 'simulator', 'text-to-video', 'p', '{}', ?, ?) RETURNING id",
         (guild_id, to_db_time(at), to_db_time(at)),
     )
-    return int(cursor.lastrowid or 0)
+    return int(job_id)
 
 
 JUNE = datetime(2025, 6, 30, 23, 59, tzinfo=UTC)
@@ -44,10 +43,10 @@ async def test_one_reserve_and_one_closing_entry_per_job(db):
     async with db.transaction() as conn:
         job = await add_job(conn, JUNE)
         await add_entry(conn, job_id=job, kind="reserve", seconds=5, cost=0.1, at=JUNE)
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(IntegrityError):
             await add_entry(conn, job_id=job, kind="reserve", seconds=5, cost=0.1, at=JUNE)
         await add_entry(conn, job_id=job, kind="settle", seconds=0, cost=0, at=JUNE)
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(IntegrityError):
             await add_entry(conn, job_id=job, kind="refund", seconds=-5, cost=-0.1, at=JUNE)
 
 
@@ -55,7 +54,7 @@ async def test_ledger_rows_cannot_be_updated(db):
     async with db.transaction() as conn:
         job = await add_job(conn, JUNE)
         await add_entry(conn, job_id=job, kind="reserve", seconds=5, cost=0.1, at=JUNE)
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        with pytest.raises(IntegrityError, match="append-only"):
             await conn.execute("UPDATE quota_ledger SET seconds = 0")
 
 

@@ -86,11 +86,9 @@ async def check_invariants(world: World, conn) -> None:
             if job.user_id != user_id:
                 continue
             open_jobs += job.state == "open"
-            reserve_id = await (
-                await conn.execute(
-                    "SELECT id FROM quota_ledger WHERE job_id = ? AND kind = 'reserve'", (job_id,)
-                )
-            ).fetchone()
+            reserve_id = await conn.fetchone(
+                "SELECT id FROM quota_ledger WHERE job_id = ? AND kind = 'reserve'", (job_id,)
+            )
             if job.reserved_at <= start or reserve_id[0] < reset_id:
                 continue
             if job.state == "open":
@@ -112,13 +110,12 @@ async def run_task(world: World, db: Database, ops: list[tuple]) -> None:
             elif kind == "reserve":
                 _, seconds, hd, user_id = step
                 at = to_db_time(world.now)
-                cursor = await conn.execute(
+                job_id = await conn.fetchval(
                     "INSERT INTO jobs (guild_id, user_id, provider, mode, prompt, params_json,"
                     " created_at, updated_at) VALUES (?, ?, 'simulator', 'text-to-video', 'p',"
-                    " '{}', ?, ?)",
+                    " '{}', ?, ?) RETURNING id",
                     (world.guild_id, user_id, at, at),
                 )
-                job_id = int(cursor.lastrowid or 0)
                 size = (1920, 1080) if hd else (1280, 720)
                 try:
                     await quota.reserve(
@@ -158,12 +155,11 @@ async def run_task(world: World, db: Database, ops: list[tuple]) -> None:
                 await quota.reset_member(
                     conn, guild_id=world.guild_id, user_id=user_id, now=world.now
                 )
-                cursor = await conn.execute(
+                world.resets[user_id] = await conn.fetchval(
                     "SELECT MAX(id) FROM quota_ledger WHERE kind='reset'"
                     " AND guild_id = ? AND user_id = ?",
                     (world.guild_id, user_id),
                 )
-                world.resets[user_id] = (await cursor.fetchone())[0]
             await check_invariants(world, conn)
 
 

@@ -9,6 +9,8 @@ from pydantic import ValidationError
 
 from bot.store import guilds
 
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
+
 G = 42
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 

@@ -17,6 +17,8 @@ from bot.providers.base import Mode, NegotiatedRequest
 from bot.store import jobs as job_store
 from cogs.ui.modlog import render_entry
 
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
+
 
 def test_one_image_animates_it_and_two_or_more_go_first_to_last() -> None:
     assert policy.input_slots(0) == {}

@@ -54,12 +54,22 @@ def test_dotenv_is_read(tmp_path) -> None:
     assert s.dev_guild_id == 1234
 
 
+def test_database_url_takes_sqlite_or_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot:pw@db.internal:5432/ltx")
+    s = load_settings()
+    assert s.uses_postgresql and s.database_target == "postgresql://bot:pw@db.internal:5432/ltx"
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///var/bot.db")
+    s = load_settings()
+    assert not s.uses_postgresql and s.database_target == "var/bot.db"
+
+
 @pytest.mark.parametrize(
     ("name", "value", "needle"),
     [
         ("QUOTA_SECONDS_PER_DAY", "lots", "QUOTA_SECONDS_PER_DAY"),
         ("QUOTA_SECONDS_PER_DAY", "-5", "QUOTA_SECONDS_PER_DAY"),
-        ("DATABASE_URL", "postgres://x", "DATABASE_URL"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
+        ("DATABASE_URL", "postgresql:///nohost", "DATABASE_URL"),
         ("DEFAULT_PROVIDER", "runway", "DEFAULT_PROVIDER"),
         ("DEFAULT_PROVIDER", "leonardo", "not configured"),
         ("DISCORD_API_BASE_URL", "discord.com/api", "DISCORD_API_BASE_URL"),

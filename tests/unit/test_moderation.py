@@ -125,6 +125,9 @@ def test_parse_duration_rejects(text: str, message: str) -> None:
         moderation.parse_duration(text)
 
 
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
+
+
 # ----- blocked terms and check_prompt ----------------------------------------------------
 
 

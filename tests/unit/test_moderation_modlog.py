@@ -7,11 +7,15 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bot import moderation
 from bot.db import Database, utcnow
 from bot.errors import PermanentPostError
 from bot.moderation import AuditEntry, ModLog
 from bot.store import audit as audit_store
+
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
 
 GUILD = 111
 CHANNEL = 999

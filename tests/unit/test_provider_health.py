@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.jobs import failover
+from bot.db import Database
+from bot.jobs import failover, health
 from bot.jobs.failover import NoProviderFound, Plan, ProviderOrderError
 from bot.jobs.health import (
     AUTH,
@@ -37,6 +38,11 @@ from bot.providers.bytecompute import ByteComputeProvider
 from bot.providers.http.errors import raise_for_status
 from bot.providers.leonardo import LeonardoProvider
 from bot.providers.simulator import SimulatorProvider
+from bot.store import jobs as job_store
+from bot.store.jobs import Status
+from tests.unit.test_tracker_support import admit, make_request
+
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 RULES = HealthRules(no_answer_seconds=120, error_memory_seconds=600)
@@ -238,3 +244,37 @@ def test_choose_skips_providers_that_cannot_do_the_request(providers, tmp_path: 
     assert "cannot start from an image" in reasons["leonardo"]
     assert reasons["simulator"].startswith("failing too")
     assert "nothing was charged" in found.message()
+
+
+# ----- stored: the guild's order, the providers' latency -----------------------------------
+
+
+async def test_the_order_is_stored_per_guild_replaced_cleared_and_audited(db: Database) -> None:
+    assert await failover.order(db, 10) == []
+    await failover.set_order(db, 10, ["leonardo", "bytecompute"], actor_id=5, now=T0)
+    await failover.set_order(db, 11, ["ltx"], actor_id=5, now=T0)
+    await failover.set_order(db, 10, ["bytecompute", "ltx", "leonardo"], actor_id=5, now=T0)
+    assert await failover.order(db, 10) == ["bytecompute", "ltx", "leonardo"]
+    await failover.set_order(db, 11, [], actor_id=6, now=T0)
+    assert await failover.order(db, 11) == []
+    assert await failover.order(db, 10) == ["bytecompute", "ltx", "leonardo"]
+    rows = await db.fetchall(
+        "SELECT guild_id, actor_id FROM audit_log WHERE kind = 'admin' ORDER BY id"
+    )
+    assert [(r[0], r[1]) for r in rows] == [(10, 5), (11, 5), (10, 5), (11, 6)]
+
+
+async def test_latency_is_the_median_of_recent_finished_jobs(db: Database) -> None:
+    for waited, finished_ago in ((30.0, 1), (90.0, 2), (60.5, 3), (5.0, 30)):  # hours ago
+        job_id = await admit(db, make_request(provider="leonardo"), now=T0)
+        done = T0 + timedelta(days=1) - timedelta(hours=finished_ago)
+        async with db.transaction() as conn:
+            await job_store.transition(
+                conn, job_id, Status.SUBMITTED, reason="t", now=done - timedelta(seconds=waited)
+            )
+            await job_store.transition(conn, job_id, Status.DOWNLOADING, reason="t", now=done)
+    await admit(db, make_request(provider="leonardo"), now=T0)  # never submitted
+    now = T0 + timedelta(days=1)
+    # The job finished 30 hours ago is outside the one-day window.
+    assert await health.recent_latency(db, "leonardo", now) == (60.5, 3)
+    assert await health.recent_latency(db, "bytecompute", now) == (None, 0)

@@ -17,12 +17,15 @@ from PIL import Image, ImageChops
 
 from bot import quota, reports
 from bot.db import Database
+from bot.moderation.audit import audit_refusal
 from bot.reports import build_report, daily_csv, render_usage_png
 from bot.store import guilds as guild_store
 from bot.store import jobs as job_store
 from bot.store.jobs import Status
 from bot.store.reports import DayGroup, MemberGroup
 from tests.unit.test_tracker_support import make_request
+
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
 
 G = 1
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,9 +221,15 @@ async def test_usage_report_reads_the_ledger(db: Database) -> None:
     await finish(db, old, Status.DELIVERED, now - timedelta(days=40), cost=9.0)
     async with db.transaction() as conn:
         await guild_store.update_guild_settings(conn, G, monthly_budget_usd=25.0, now=now)
+    for user, at in ((7, day1 + timedelta(hours=3)), (8, day1), (8, now - timedelta(days=30))):
+        await audit_refusal(
+            db, guild_id=G, user_id=user, channel_id=2, reason="blocked_word", message="no",
+            prompt="p", now=at,
+        )  # fmt: skip
 
     r = await reports.usage_report(db, G, days=7, now=now)
     assert (r.clips, r.failures, r.seconds) == (1, 1, 4.0)
+    assert r.refusals == 2 and r.days[-2].refusals == 2  # the one 30 days ago is out of range
     assert r.budget_usd == 25.0
     ledger = await db.fetchall(
         "SELECT job_id, SUM(cost_usd) AS usd FROM quota_ledger GROUP BY job_id"
@@ -240,7 +249,7 @@ async def test_usage_report_reads_the_ledger(db: Database) -> None:
     settled = await db.fetchall("SELECT note FROM quota_ledger WHERE kind = 'settle'")
     assert sum(json.loads(x["note"])["final_seconds"] for x in settled) == 4.0 + 4.0  # old too
     mine = await reports.usage_report(db, G, days=7, now=now, member_id=8)
-    assert (mine.clips, mine.spend_usd) == (0, pytest.approx(1.4))
+    assert (mine.clips, mine.spend_usd, mine.refusals) == (0, pytest.approx(1.4), 1)
     assert [m.user_id for m in mine.top_by_spend] == [8]
 
 

@@ -4,7 +4,7 @@ policy table, the admin setter, the once-only check row, and the provider's refu
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +15,12 @@ from bot.moderation import ModerationError, set_log_channel
 from bot.providers.base import MSG_CONTENT_REFUSED, ContentRefusedError
 from bot.safety.policy import NOTE_AGE_RESTRICTED, NOTE_NO_MODLOG, SafetyPolicy
 from bot.store import jobs as job_store
+from bot.store import safety as check_store
 from bot.store.jobs import Status
 from tests.unit.test_tracker_jobs import run_one
 from tests.unit.test_tracker_support import FakeProvider, admit, ledger_kinds, make_request
+
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -160,3 +163,36 @@ async def test_provider_safety_refusal_charges_nothing_and_is_logged(db, tmp_pat
         " WHERE a.kind = 'refusal'"
     )
     assert queued == 1  # on its way to the mod-log channel
+
+
+def held(job_id: int, *, score: float = 0.91, hours: float = 48) -> check_store.ClipCheck:
+    return check_store.ClipCheck(
+        job_id=job_id, guild_id=10, score=score, labels=["FEMALE_BREAST_EXPOSED"], frames=5,
+        provider_flagged=False, threshold=0.7, mode="hold", action="hold", note=None,
+        checked_at=NOW, hold_until=NOW + timedelta(hours=hours),
+    )  # fmt: skip
+
+
+async def test_a_held_clip_row_is_written_once_and_decided_once(db) -> None:
+    first_job = await admit(db, make_request())
+    second_job = await admit(db, make_request())
+    async with db.transaction() as conn:
+        stored = await check_store.record_check(conn, held(first_job))
+        # A second write for the same job keeps the first row.
+        again = await check_store.record_check(conn, held(first_job, score=0.2))
+        await check_store.record_check(conn, held(second_job, hours=1))
+        await check_store.set_hold_message(conn, first_job, channel_id=777, message_id=888)
+    assert stored == again == held(first_job)
+    assert stored.score == 0.91 and stored.threshold == 0.7  # exact, not float4-rounded
+    waiting = await check_store.held_clips(db, 10)
+    assert [c.job_id for c in waiting] == [second_job, first_job]  # the sooner deadline first
+    assert (waiting[1].hold_channel_id, waiting[1].hold_message_id) == (777, 888)
+    assert all(c.pending_review for c in waiting) and await check_store.held_clips(db, 11) == []
+    async with db.transaction() as conn:
+        won = await check_store.decide(conn, first_job, "released", by=5, now=NOW)
+        lost = await check_store.decide(conn, first_job, "discarded", by=6, now=NOW)
+    assert (won, lost) == (True, False)
+    decided = await check_store.get_check(db, first_job)
+    assert decided is not None and (decided.decision, decided.decided_by) == ("released", 5)
+    assert decided.decided_at == NOW
+    assert [c.job_id for c in await check_store.held_clips(db, 10)] == [second_job]

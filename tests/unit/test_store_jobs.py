@@ -126,6 +126,9 @@ async def test_every_transition_pair(db, source: Status, target: Status) -> None
         assert len(await store.list_events(db, job_id)) == len(before)
 
 
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
+
+
 async def test_transition_fills_timestamps_and_fields(db) -> None:
     job_id = await new_job(db)
     t1, t2, t3 = (T0 + timedelta(seconds=s) for s in (10, 70, 80))

@@ -25,6 +25,8 @@ from tests.unit.test_tracker_support import (
     status_of,
 )
 
+pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
