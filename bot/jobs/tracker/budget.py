@@ -9,6 +9,8 @@ calls-per-job (learned): a burst of jobs is taken on only as fast as the budget 
 them. Pending jobs wait in a per-provider round-robin queue across members for a provider
 slot (`max_concurrency`).
 
+While the budget has headroom, a share of its idle part goes to early polls (`idle`).
+
 Errors: `RateLimitedError` pauses the whole provider for `retry_after` and halves its rate
 (recovering gradually); after three transient errors in a row the provider is paused
 (circuit breaker) and probed with one call at a time.
@@ -24,6 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bot.jobs.tracker import idle
 from bot.jobs.tracker.entry import DOWNLOAD, POLL, SUBMIT, Entry
 from bot.jobs.tracker.settings import TrackerSettings
 from bot.jobs.tracker.timing import score
@@ -189,6 +192,10 @@ class ProviderState:
     progress_mode: str = "unknown"
     submit_credit: float = 0.0  # earned while polls take the budget from waiting submissions
     quiet_answers: int = 0  # "queued" answers without progress while unknown
+    # Start times of recent planned calls and early polls (`idle`), and early polls made.
+    recent_calls: deque[float] = field(default_factory=deque)
+    recent_early: deque[float] = field(default_factory=deque)
+    early_polls: int = 0
 
     def has_work(self) -> bool:
         return bool(self.ready_polls or self.ready_downloads or self.queue)
@@ -305,7 +312,7 @@ def dispatch_provider(
     """Start the provider's due calls within its budget (`start(entry, kind, state)`);
     returns when to look again."""
     if not state.has_work():
-        return math.inf
+        return idle.early_polls(state, now, settings, entries, start)
     if state.paused_until > now:
         return state.paused_until
     limit = 1 if state.probing else settings.max_parallel_requests
@@ -333,6 +340,7 @@ def dispatch_provider(
         if not state.bucket.take(now):
             wake = min(wake, now + state.bucket.wait(now))
             break
+        idle.note_call(state, now)
         if state.ready_downloads:
             entry = state.ready_downloads.popleft()
             start(entry, DOWNLOAD, state)
@@ -356,13 +364,14 @@ def dispatch_provider(
         entry_or_none = entries.get(job_id)
         if entry_or_none is None:
             state.bucket.tokens += 1  # stale queue item: give the token back
+            state.recent_calls.pop()
             continue
         if state.submit_bucket is not None:
             state.submit_bucket.take(now)
         state.pace.take(now)
         state.occupying.add(job_id)
         start(entry_or_none, SUBMIT, state)
-    return wake
+    return min(wake, idle.early_polls(state, now, settings, entries, start))
 
 
 def queue_moves(state: ProviderState, entries: dict[int, Entry]) -> list[tuple[JobRecord, int]]:

@@ -43,6 +43,7 @@ from bot.providers.base import (
     TransientError,
 )
 from bot.store import jobs as store
+from bot.store import timing as timing_store
 from bot.store.jobs import InvalidTransitionError, JobRecord, Status
 
 if TYPE_CHECKING:
@@ -200,10 +201,7 @@ class Steps:
         if entry.polls == 1 and entry.first_poll is not None:
             kind, planned = entry.first_poll
             if elapsed <= 1.5 * planned + 1:  # not a late (restart, backlog) first poll
-                before = t.model.first_poll(entry.key, kind, planned)
-                after = t.model.observe_first(entry.key, kind, planned, first_poll_outcome(status))
-                if abs(after - before) > 0.02 * before:
-                    self._replan({entry.key})
+                await self._observe_first(entry, kind, planned, min(elapsed, planned), status)
         if status.state is JobState.COMPLETED:
             await self._completed(entry, state, status, elapsed)
         elif status.state is JobState.FAILED:
@@ -227,8 +225,31 @@ class Steps:
                 entry, job, Status.EXPIRED, reason="provider reported expiry", member=MSG_GONE
             )
         else:
+            mode = state.progress_mode
             read_eta(entry, state, status, mono, elapsed)
+            if state.progress_mode != mode:
+                async with t.db.transaction() as conn:
+                    await timing_store.save_progress_mode(
+                        conn, state.name, state.progress_mode, now=t.clock()
+                    )
             await self._still_running(entry, status, mono, elapsed)
+
+    async def _observe_first(
+        self, entry: Entry, kind: str, planned: float, at: float, status: JobStatus
+    ) -> None:
+        """Move the class's first-poll time after its first poll (planned, or an early one
+        at `at` < planned), and keep the new value for restarts."""
+        t = self.tracker
+        known = t.model.has_first(entry.key, kind)
+        before = t.model.first_poll(entry.key, kind, planned)
+        after = t.model.observe_first(
+            entry.key, kind, at, first_poll_outcome(status), default=planned
+        )
+        if after != before or not known:
+            async with t.db.transaction() as conn:
+                await timing_store.save_first_poll(conn, entry.key, kind, after, now=t.clock())
+        if abs(after - before) > 0.02 * before:
+            self._replan({entry.key})
 
     async def _still_running(
         self, entry: Entry, status: JobStatus, mono: float, elapsed: float
@@ -285,6 +306,8 @@ class Steps:
                 provider_done_at=min(now, submitted_at + timedelta(seconds=finished_after)),
                 **fields,
             )
+            if sample is not None:  # bracketed: a measured time (else only a bound)
+                await timing_store.record_measured(conn, job.id, sample)
         state.occupying.discard(job.id)
         t._polling.get(entry.key, set()).discard(entry.id)
         if sample is not None:
