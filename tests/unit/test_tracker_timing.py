@@ -28,6 +28,7 @@ from tests.unit.test_tracker_support import (
     wait_status,
 )
 
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
