@@ -10,7 +10,8 @@ are contended: there are no early polls while a due poll or download waits, whil
 submissions are held back for budget, or during an outage pause.
 
 Each job is polled early at most every `max(idle_poll_gap_seconds, GAP_FRACTION * elapsed)`
-(so the delay is about that gap, and a long job costs a few calls, not one per second), never
+(so the delay is about that gap, and a long job costs a few calls, not one per second; half
+its elapsed time once the provider said it is still queued, not started), never
 while the provider's own ETA stands (that answer already times the next poll), and, for a
 class with measured times, not before its early quantile (`Estimate.low`): the
 measurements, unlike a prior, say few jobs finish that soon.
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from bot.jobs.tracker.budget import ProviderState
 
 GAP_FRACTION = 0.2  # a job's early polls are at least this share of its elapsed time apart
+QUEUED_GAP_FRACTION = 0.5  # ... after the provider said it has not started it yet
 WINDOW_CALLS = 5.0  # the usage window spans at least this many calls of the budget
 WATCHED = (Status.SUBMITTED, Status.RUNNING)
 
@@ -66,10 +68,11 @@ def _eligible_at(entry: Entry, now: float, settings: TrackerSettings) -> float |
         return None  # the provider said when: the plan polls just after it
     elapsed = now - entry.submitted_mono
     last = entry.submitted_mono if entry.last_poll_mono is None else entry.last_poll_mono
+    queued = entry.last_poll_mono is not None and entry.job.status is Status.SUBMITTED
     gap = max(
         settings.idle_poll_gap_seconds,
         settings.min_poll_interval_seconds,
-        GAP_FRACTION * elapsed,
+        (QUEUED_GAP_FRACTION if queued else GAP_FRACTION) * elapsed,
     )
     at = last + gap
     if entry.est.samples > 0:  # measured, not a prior: few jobs are done before `low`

@@ -9,8 +9,13 @@ Polling adapts per job class (provider, model, duration, width, height, fps):
 * providers without progress get a first poll at the class median (`first_poll_quantile`),
   then polls every `spread`, backing off slowly once a job is long overdue.
 * medians/spreads come from measured provider times (the ETA, or a tight bracket between two
-  polls); unseen classes use their siblings, a fit across sizes, a provider hint, or
+  polls; a first poll that finds a job long done is only a bound, never a sample); unseen
+  classes use their siblings, a fit across sizes, a provider hint, or
   `prior_base_seconds + prior_seconds_per_video_second * duration`.
+* a first poll is never later than `max_poll_interval_seconds` after the submission; the
+  measured times, first-poll times and progress modes outlive a restart
+  (`bot/store/timing.py`, loaded by `recovery.load_history`).
+* while the budget is idle, `idle` polls ahead of this plan; the plan is the fallback.
 """
 
 from __future__ import annotations
