@@ -179,7 +179,7 @@ def usage() -> tuple[float, float]:
 # ----- the two sides ------------------------------------------------------------------------
 
 
-def scaled_settings(scale: float, budget: float, jobs: int) -> Any:
+def scaled_settings(scale: float, budget: float, jobs: int, idle_share: float | None) -> Any:
     from bot.jobs.tracker import TrackerSettings
 
     base = TrackerSettings()
@@ -204,6 +204,7 @@ def scaled_settings(scale: float, budget: float, jobs: int) -> Any:
     return TrackerSettings(
         requests_per_second={"bytecompute": budget / scale},
         max_concurrency={"bytecompute": jobs},  # the fake has no GPU limit
+        idle_poll_share=base.idle_poll_share if idle_share is None else idle_share,
         **times,
     )
 
@@ -252,7 +253,7 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
         async with httpx.AsyncClient(timeout=30, limits=limits) as client:
             provider = Counting(ByteComputeProvider(client, api_key=API_KEY, base_url=base_url))
             sink = Sink()
-            settings = scaled_settings(args.time_scale, args.budget, args.jobs)
+            settings = scaled_settings(args.time_scale, args.budget, args.jobs, args.idle_share)
             tracker = JobTracker(
                 db, {"bytecompute": provider}, data_dir=Path(tmp), sink=sink, settings=settings
             )
@@ -277,6 +278,7 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
                 await tracker.enqueue(job_id)
             await asyncio.wait_for(sink.all_done.wait(), timeout=3600 * args.time_scale)
             makespan = time.monotonic() - started
+            early = tracker._states["bytecompute"].early_polls
             await tracker.stop()
             rows = await db.fetchall(
                 "SELECT id, provider_job_id, submitted_at, created_at FROM jobs"
@@ -303,6 +305,7 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
         "end_to_end": [sink.done[i] - started for i in ids if i in sink.done],
         "peak_inflight": provider.peak_inflight_jobs,
         "pjobs": [pjob_of[i] for i in ids],
+        "early": early,
     }
 
 
@@ -397,6 +400,7 @@ def side(kind: str, conn: Connection, args: argparse.Namespace) -> None:
             "e2e_p50": percentile(result["end_to_end"], 50) / s,
             "e2e_p99": percentile(result["end_to_end"], 99) / s,
             "peak_inflight": result["peak_inflight"],
+            "early": result.get("early", 0),
         }
     )
 
@@ -437,6 +441,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             ),
             "",
         ),
+        ("  status calls that were early polls", lambda r: f(r, "early", "d"), ""),
         (
             "peak request rate, any 1 s (req/s)",
             lambda r: f(r, "peak_rate", ".1f"),
@@ -557,6 +562,9 @@ def main() -> None:
     )
     parser.add_argument("--budget", type=float, default=20.0, help="calls/s (unscaled)")
     parser.add_argument("--naive-interval", type=float, default=5.0)
+    parser.add_argument(
+        "--idle-share", type=float, default=None, help="tracker idle_poll_share (0: plan only)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", choices=("tracker", "naive"))
     args = parser.parse_args()

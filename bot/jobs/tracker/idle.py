@@ -117,7 +117,8 @@ def early_polls(
             return wake  # a finished call wakes the dispatcher
         if not state.bucket.take(now):
             return min(wake, now + state.bucket.wait(now))
-        entry.seq += 1  # its planned poll is superseded (re-planned from this answer)
+        entry.seq += 1  # its planned poll is superseded: re-planned from this answer, but
+        entry.early_due = entry.due  # a bare "not yet" leaves the plan where it was (steps)
         state.recent_early.append(now)
         state.early_polls += 1
         allowed -= 1

@@ -279,7 +279,11 @@ class Steps:
                     )
                 else:
                     entry.job = job = await store.update_job(conn, job.id, now=t.clock(), **changed)
-        t.schedule_at(entry, t.plan_due(entry))
+        due = t.plan_due(entry)
+        early_due, entry.early_due = entry.early_due, None
+        if early_due is not None and entry.eta_at is None:
+            due = max(due, early_due)  # an early poll said only "not yet": keep the plan
+        t.schedule_at(entry, due)
         eta = status.eta_seconds
         if eta is None:
             eta = max(0.0, entry.est.expected - elapsed)
