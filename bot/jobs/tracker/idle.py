@@ -11,10 +11,12 @@ submissions are held back for budget, or during an outage pause.
 
 Each job is polled early at most every `max(idle_poll_gap_seconds, GAP_FRACTION * elapsed)`
 (so the delay is about that gap, and a long job costs a few calls, not one per second; half
-its elapsed time once the provider said it is still queued, not started), never
-while the provider's own ETA stands (that answer already times the next poll), and, for a
-class with measured times, not before its early quantile (`Estimate.low`): the
-measurements, unlike a prior, say few jobs finish that soon.
+its elapsed time once the provider said it is still queued, not started), never while the
+provider's own ETA stands (that answer already times the next poll). For a class with
+measured times the plan is no guess: with a provider that reports progress its learnt probe
+finds the ETA, so there are no early polls; without progress, none before the class's early
+quantile (`Estimate.low`), as the measurements say few jobs finish that soon. An early "not
+yet" leaves the planned poll where it was (`steps`), so it never pulls the plan forward.
 """
 
 from __future__ import annotations
@@ -60,12 +62,18 @@ def _allowance(state: ProviderState, now: float, share: float) -> tuple[float, f
     return allowed, (min(oldest) + window if oldest else math.inf)
 
 
-def _eligible_at(entry: Entry, now: float, settings: TrackerSettings) -> float | None:
-    """Loop time from which the job may be polled early (None: not a candidate)."""
+def _eligible_at(
+    entry: Entry, now: float, settings: TrackerSettings, *, informative: bool
+) -> float | None:
+    """Loop time from which the job may be polled early (None: not a candidate).
+
+    `informative`: the provider reports progress/ETA (or may: not known yet)."""
     if entry.busy or entry.cancelled or entry.where != "heap" or entry.job.status not in WATCHED:
         return None
     if entry.eta_at is not None and entry.eta_misses <= 1:
         return None  # the provider said when: the plan polls just after it
+    if informative and entry.est.samples > 0:
+        return None  # measured class: its probe is learnt, and the answer gives the ETA
     elapsed = now - entry.submitted_mono
     last = entry.submitted_mono if entry.last_poll_mono is None else entry.last_poll_mono
     queued = entry.last_poll_mono is not None and entry.job.status is Status.SUBMITTED
@@ -97,9 +105,10 @@ def early_polls(
         return math.inf  # submissions wait for budget: what is left is theirs
     wake = math.inf
     ready: list[Entry] = []
+    informative = state.progress_mode != "no"
     for job_id in state.occupying:
         entry = entries.get(job_id)
-        at = None if entry is None else _eligible_at(entry, now, settings)
+        at = None if entry is None else _eligible_at(entry, now, settings, informative=informative)
         if entry is None or at is None:
             continue
         if at <= now:

@@ -132,6 +132,7 @@ class Steps:
             **fields,
         )
         entry.submitted_mono = started_mono
+        entry.est = t.estimate(entry)  # what is known now, not at admission (it may have waited)
         entry.retry_front = False
         entry.unknown_since = None
         entry.submitted_here = True
@@ -201,7 +202,9 @@ class Steps:
         if entry.polls == 1 and entry.first_poll is not None:
             kind, planned = entry.first_poll
             if elapsed <= 1.5 * planned + 1:  # not a late (restart, backlog) first poll
-                await self._observe_first(entry, kind, planned, min(elapsed, planned), status)
+                # an early poll (`idle`) answers for its own time, a planned one for the plan's
+                at = min(elapsed, planned) if entry.early_due is not None else planned
+                await self._observe_first(entry, kind, planned, at, status)
         if status.state is JobState.COMPLETED:
             await self._completed(entry, state, status, elapsed)
         elif status.state is JobState.FAILED:
