@@ -261,3 +261,29 @@ async def test_first_poll_times_and_progress_mode_survive_a_restart(db, data_dir
             assert second.model.first_poll(key, kind, -1.0) == pytest.approx(value)
     finally:
         await second.stop()
+
+
+async def test_early_polls_keep_to_their_share_of_the_idle_budget(db, data_dir: Path) -> None:
+    provider = unhinted(6.0, progress=False)  # no ETA: every job stays a candidate
+    settings = real_intervals(
+        requests_per_second={"fake": 20},
+        expected_calls_per_job=1.0,  # submissions not paced: all 30 are in within ~1.5 s
+        idle_poll_share=0.25,
+    )
+    sink = RecordingSink()
+    tracker = make_tracker(db, data_dir, {"fake": provider}, sink, settings)
+    await tracker.start()
+    try:
+        for i in range(30):
+            await tracker.enqueue(await admit(db, make_request(f"s{i}"), user_id=i))
+        await asyncio.sleep(4.5)
+        state = tracker._states["fake"]
+        early, remembered = state.early_polls, len(state.recent_calls) + len(state.recent_early)
+    finally:
+        await tracker.stop()
+    submitted = max(t for kind, _, t in provider.calls if kind == "submit")
+    polls = sorted(t for kind, _, t in provider.calls if kind == "status" and t > submitted)
+    # 30 jobs want an early poll every second; a quarter of the ~20 idle calls/s is 5/s
+    windows = [sum(1 for u in polls if t <= u < t + 1.0) for t in polls]
+    assert early >= 8 and max(windows) <= 7
+    assert remembered <= 30  # the usage window forgets old calls

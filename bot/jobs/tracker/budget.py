@@ -340,7 +340,7 @@ def dispatch_provider(
         if not state.bucket.take(now):
             wake = min(wake, now + state.bucket.wait(now))
             break
-        idle.note_call(state, now)
+        idle.note_call(state, now, settings)
         if state.ready_downloads:
             entry = state.ready_downloads.popleft()
             start(entry, DOWNLOAD, state)

@@ -41,21 +41,28 @@ WATCHED = (Status.SUBMITTED, Status.RUNNING)
 Start = Callable[[Entry, str, "ProviderState"], None]
 
 
-def note_call(state: ProviderState, now: float) -> None:
+def note_call(state: ProviderState, now: float, settings: TrackerSettings) -> None:
     """A regular (planned) provider call started: it uses up budget early polls cannot."""
     state.recent_calls.append(now)
+    _forget(state, now, _window(state, settings.idle_poll_share))
 
 
-def _window(state: ProviderState) -> float:
-    return max(1.0, WINDOW_CALLS / max(state.bucket.rate, 1e-9))
+def _window(state: ProviderState, share: float) -> float:
+    """Seconds of usage looked at: at least one, and enough for one early poll at `share`."""
+    calls = max(WINDOW_CALLS, 1.0 / share) if share > 0 else WINDOW_CALLS
+    return max(1.0, calls / max(state.bucket.rate, 1e-9))
+
+
+def _forget(state: ProviderState, now: float, window: float) -> None:
+    for times in (state.recent_calls, state.recent_early):
+        while times and times[0] <= now - window:
+            times.popleft()
 
 
 def _allowance(state: ProviderState, now: float, share: float) -> tuple[float, float]:
     """(early polls that may start now, when the next one frees up)."""
-    window = _window(state)
-    for times in (state.recent_calls, state.recent_early):
-        while times and times[0] <= now - window:
-            times.popleft()
+    window = _window(state, share)
+    _forget(state, now, window)
     spare = state.bucket.rate * window - len(state.recent_calls)
     allowed = share * max(0.0, spare) - len(state.recent_early)
     oldest = [times[0] for times in (state.recent_calls, state.recent_early) if times]
