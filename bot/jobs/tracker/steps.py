@@ -190,6 +190,7 @@ class Steps:
             if not exc.retryable:
                 await t.endings.end_for_error(entry, exc, stage="status")
                 return
+            entry.early_due = None  # the retry is planned (backoff), not an early poll
             t.provider_error(state, entry, exc)
             return
         release()
