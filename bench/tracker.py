@@ -1,7 +1,13 @@
-"""Benchmark: the job tracker vs a naive poller, 1,000 concurrent jobs over real HTTP.
+"""Benchmark: the job tracker vs a naive poller over real HTTP, in four workloads.
 
-    .venv/bin/python bench/tracker.py                  # defaults below, ~3 minutes
-    .venv/bin/python bench/tracker.py --time-scale 1   # unscaled, ~6 minutes
+    .venv/bin/python bench/tracker.py                          # every mix, one table, ~12 min
+    .venv/bin/python bench/tracker.py --mix few --mix faster   # some mixes
+    .venv/bin/python bench/tracker.py --mix thousand --jobs 300 --idle-share 0
+
+Mixes (`MIXES`): 10 jobs of 1-3 s on a fresh DB; 10 jobs 5x faster and 10 jobs 5x slower
+than the tracker's prior (60 s for a 5 s clip); the 1,000-job load run described below.
+Each prints detection delay (provider finish -> status call that sees it), requests per job
+and peak rate, with the naive 5 s poller beside it; the 1,000-job mix adds its detail table.
 
 Setup (each side in its own process, so CPU and peak RSS are its own):
 - the ByteCompute fake server (tests/fakes/bytecompute_server.py) runs in a separate
@@ -34,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -151,7 +158,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def requests_for(provider: Any, n: int, seed: int) -> list[Any]:
+def requests_for(
+    provider: Any, n: int, seed: int, durations: tuple[int, ...] = DURATIONS
+) -> list[Any]:
     from bot.providers.base import VideoRequest
 
     rng = random.Random(seed + 1)
@@ -160,7 +169,7 @@ def requests_for(provider: Any, n: int, seed: int) -> list[Any]:
             VideoRequest(
                 prompt=f"bench clip {i}",
                 provider=provider.name,
-                duration=rng.choice(DURATIONS),
+                duration=rng.choice(durations),
                 resolution=rng.choice(RESOLUTIONS),
             )
         )
@@ -176,7 +185,7 @@ def usage() -> tuple[float, float]:
 # ----- the two sides ------------------------------------------------------------------------
 
 
-def scaled_settings(scale: float, budget: float, jobs: int) -> Any:
+def scaled_settings(scale: float, budget: float, jobs: int, idle_share: float | None) -> Any:
     from bot.jobs.tracker import TrackerSettings
 
     base = TrackerSettings()
@@ -192,6 +201,7 @@ def scaled_settings(scale: float, budget: float, jobs: int) -> Any:
             "prior_base_seconds",
             "prior_seconds_per_video_second",
             "eta_margin_seconds",
+            "idle_poll_gap_seconds",
             "error_backoff_base_seconds",
             "error_backoff_max_seconds",
             "provider_pause_max_seconds",
@@ -200,6 +210,7 @@ def scaled_settings(scale: float, budget: float, jobs: int) -> Any:
     return TrackerSettings(
         requests_per_second={"bytecompute": budget / scale},
         max_concurrency={"bytecompute": jobs},  # the fake has no GPU limit
+        idle_poll_share=base.idle_poll_share if idle_share is None else idle_share,
         **times,
     )
 
@@ -248,12 +259,12 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
         async with httpx.AsyncClient(timeout=30, limits=limits) as client:
             provider = Counting(ByteComputeProvider(client, api_key=API_KEY, base_url=base_url))
             sink = Sink()
-            settings = scaled_settings(args.time_scale, args.budget, args.jobs)
+            settings = scaled_settings(args.time_scale, args.budget, args.jobs, args.idle_share)
             tracker = JobTracker(
                 db, {"bytecompute": provider}, data_dir=Path(tmp), sink=sink, settings=settings
             )
             await tracker.start()
-            requests = requests_for(provider, args.jobs, args.seed)
+            requests = requests_for(provider, args.jobs, args.seed, args.durations)
             started = time.monotonic()
             ids = []
             async with db.transaction() as conn:
@@ -273,6 +284,7 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
                 await tracker.enqueue(job_id)
             await asyncio.wait_for(sink.all_done.wait(), timeout=3600 * args.time_scale)
             makespan = time.monotonic() - started
+            early = tracker._states["bytecompute"].early_polls
             await tracker.stop()
             rows = await db.fetchall(
                 "SELECT id, provider_job_id, submitted_at, created_at FROM jobs"
@@ -299,6 +311,7 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
         "end_to_end": [sink.done[i] - started for i in ids if i in sink.done],
         "peak_inflight": provider.peak_inflight_jobs,
         "pjobs": [pjob_of[i] for i in ids],
+        "early": early,
     }
 
 
@@ -316,7 +329,7 @@ async def run_naive(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             provider = Counting(ByteComputeProvider(client, api_key=API_KEY, base_url=base_url))
-            requests = requests_for(provider, args.jobs, args.seed)
+            requests = requests_for(provider, args.jobs, args.seed, args.durations)
             started = time.monotonic()
             pjobs: list[str] = [""] * len(requests)
 
@@ -393,6 +406,7 @@ def side(kind: str, conn: Connection, args: argparse.Namespace) -> None:
             "e2e_p50": percentile(result["end_to_end"], 50) / s,
             "e2e_p99": percentile(result["end_to_end"], 99) / s,
             "peak_inflight": result["peak_inflight"],
+            "early": result.get("early", 0),
         }
     )
 
@@ -433,6 +447,7 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             ),
             "",
         ),
+        ("  status calls that were early polls", lambda r: f(r, "early", "d"), ""),
         (
             "peak request rate, any 1 s (req/s)",
             lambda r: f(r, "peak_rate", ".1f"),
@@ -467,34 +482,116 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--time-scale", type=float, default=0.5)
-    parser.add_argument("--budget", type=float, default=20.0, help="calls/s (unscaled)")
-    parser.add_argument("--min-job", type=float, default=20.0)
-    parser.add_argument("--max-job", type=float, default=90.0)
-    parser.add_argument("--naive-interval", type=float, default=5.0)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--only", choices=("tracker", "naive"))
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class Mix:
+    """One workload: `jobs` admitted at once, each taking uniform `low`-`high` s."""
+
+    name: str
+    title: str
+    jobs: int
+    low: float
+    high: float
+    durations: tuple[int, ...]
+    time_scale: float
+    p50: float  # targets (s)
+    p99: float
+    per_job: float | None = None
+
+
+# The tracker's prior is 30 s + 6 s per video second: 60 s for the 5 s clips below.
+MIXES = {
+    "few": Mix("few", "10 jobs of 1-3 s, fresh DB", 10, 1.0, 3.0, DURATIONS, 1.0, 1, 2),
+    "faster": Mix(
+        "faster", "10 jobs 5x faster than the prior (10-14 s)", 10, 10, 14, (5,), 1.0, 1, 3
+    ),
+    "slower": Mix(
+        "slower", "10 jobs 5x slower than the prior (250-350 s)", 10, 250, 350, (5,), 0.1, 1, 3
+    ),
+    "thousand": Mix(
+        "thousand", "1,000 jobs of 20-90 s (the load run)", 1000, 20, 90, DURATIONS, 0.5, 1, 5, 4
+    ),
+}
+
+
+def run_mix(mix: Mix, args: argparse.Namespace) -> list[dict[str, Any]]:
+    margs = argparse.Namespace(**vars(args))
+    margs.jobs = args.jobs if args.jobs is not None and mix.name == "thousand" else mix.jobs
+    margs.min_job, margs.max_job, margs.durations = mix.low, mix.high, mix.durations
+    margs.time_scale = args.time_scale if args.time_scale is not None else mix.time_scale
     results = []
     for kind in ("tracker", "naive"):
         if args.only and kind != args.only:
             continue
         began = time.monotonic()
-        result = run_side(kind, args)
-        print(f"{kind}: done in {time.monotonic() - began:.0f} s wall", file=sys.stderr)
+        result = run_side(kind, margs)
+        result["mix"] = mix
+        result["args"] = margs
+        print(f"{mix.name} {kind}: done in {time.monotonic() - began:.0f} s wall", file=sys.stderr)
         if result["failures"]:
             print(f"  failures: {result['failures']}", file=sys.stderr)
         results.append(result)
+    return results
+
+
+def summary(results: list[dict[str, Any]], budget: float) -> str:
+    lines = [
+        "| mix | side | delivered / failed | detection p50 / p99 / max (s) | requests per job "
+        "| peak req/s (any 1 s) | target p50 / p99, req/job |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        mix: Mix = r["mix"]
+        side_name = "tracker" if r["kind"] == "tracker" else "naive 5 s"
+        target = f"≤ {mix.p50:g} / ≤ {mix.p99:g}"
+        if mix.per_job is not None:
+            target += f", ≤ {mix.per_job:g}"
+        lines.append(
+            f"| {mix.title} ({r['jobs']:,}) | {side_name} | {r['delivered']} / {r['failed']} "
+            f"| {r['detect_p50']:.2f} / {r['detect_p99']:.2f} / {r['detect_max']:.2f} "
+            f"| {r['per_job']:.2f} | {r['peak_rate']:.1f} (budget {budget:g}) | {target} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--mix",
+        choices=(*MIXES, "all"),
+        action="append",
+        dest="mixes",
+        help="repeatable; default all",
+    )
+    parser.add_argument("--jobs", type=int, default=None, help="jobs of the 1,000-job mix")
+    parser.add_argument(
+        "--time-scale", type=float, default=None, help="every mix (default: per mix)"
+    )
+    parser.add_argument("--budget", type=float, default=20.0, help="calls/s (unscaled)")
+    parser.add_argument("--naive-interval", type=float, default=5.0)
+    parser.add_argument(
+        "--idle-share", type=float, default=None, help="tracker idle_poll_share (0: plan only)"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", choices=("tracker", "naive"))
+    args = parser.parse_args()
+    chosen = [m for m in args.mixes or () if m != "all"] or list(MIXES)
+    results: list[dict[str, Any]] = []
+    for name in chosen:
+        results.extend(run_mix(MIXES[name], args))
     command = "python bench/tracker.py " + " ".join(sys.argv[1:])
     print(
-        f"`{command.strip()}` — {args.jobs} jobs of uniform {args.min_job:g}-{args.max_job:g} s, "
-        f"budget {args.budget:g} calls/s, time scale {args.time_scale:g} "
-        "(figures converted back to unscaled seconds)\n"
+        f"`{command.strip()}` — budget {args.budget:g} calls/s; each mix: jobs admitted at "
+        "once; figures converted back to unscaled seconds\n"
     )
-    print(table(results, args))
+    print(summary(results, args.budget))
+    thousand = [r for r in results if r["mix"].name == "thousand"]
+    if thousand:
+        margs = thousand[0]["args"]
+        print(
+            f"\n1,000-job mix in detail ({margs.jobs} jobs of uniform {margs.min_job:g}-"
+            f"{margs.max_job:g} s, time scale {margs.time_scale:g}):\n"
+        )
+        print(table(thousand, margs))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     provider_requests_per_second: Annotated[float | None, limits.REQUESTS_PER_SECOND] = Field(
         default=None, validation_alias="PROVIDER_REQUESTS_PER_SECOND"
     )
+    # While a provider's budget has headroom, this share of its unused calls checks the jobs
+    # most likely done early (clips are posted soon after the provider finished, even when
+    # the predicted time is far off); 0 turns it off.
+    idle_poll_share: Annotated[float, limits.IDLE_POLL_SHARE] = Field(
+        default=0.5, validation_alias="IDLE_POLL_SHARE"
+    )
     # At shutdown, how long a submission or clip upload in flight may finish (a provider
     # bills a submission it accepted even if the answer is lost). Keep the container's stop
     # timeout above it: `docker stop -t 30`, compose `stop_grace_period: 30s`.

@@ -141,6 +141,13 @@ SIMULATOR_DELAY_SECONDS = Bound(0, 86_400, "seconds a simulated clip takes to re
 # forever. Above that only the representation (a finite rate) limits it.
 REQUESTS_PER_SECOND = Bound(0, LARGEST, "API calls per second to each provider", "2", low_open=True)
 
+# 0 to 1: a share of the request budget the planned calls leave unused (0: no early status
+# checks, only the predicted schedule). Above 1 would be more than the idle budget; the total
+# stays within PROVIDER_REQUESTS_PER_SECOND either way (bot/jobs/tracker/idle.py).
+IDLE_POLL_SHARE = Bound(
+    0, 1, "share of a provider's idle request budget spent on early status checks", "0.5"
+)
+
 # 0 or more: a negative price makes a negative quote, which a reservation refuses, so every
 # Leonardo clip would fail. Finite up to LARGEST: ×4 (2160p) × seconds stays a finite cost.
 USD_PER_SECOND = Bound(0, LARGEST, "USD per second of 1080p video, for quotes", "0.06")

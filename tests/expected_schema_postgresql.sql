@@ -124,6 +124,20 @@ COLUMN role_allowances.updated_at timestamp with time zone NOT NULL
 COLUMN schema_migrations.version integer NOT NULL
 COLUMN schema_migrations.name text NOT NULL
 COLUMN schema_migrations.applied_at timestamp with time zone NOT NULL
+COLUMN timing_first_polls.provider text NOT NULL
+COLUMN timing_first_polls.model text NOT NULL DEFAULT ''::text
+COLUMN timing_first_polls.duration integer NOT NULL
+COLUMN timing_first_polls.width integer NOT NULL
+COLUMN timing_first_polls.height integer NOT NULL
+COLUMN timing_first_polls.fps integer NOT NULL
+COLUMN timing_first_polls.kind text NOT NULL
+COLUMN timing_first_polls.seconds double precision NOT NULL
+COLUMN timing_first_polls.updated_at timestamp with time zone NOT NULL
+COLUMN timing_measured_jobs.job_id bigint NOT NULL
+COLUMN timing_measured_jobs.seconds double precision NOT NULL
+COLUMN timing_providers.provider text NOT NULL
+COLUMN timing_providers.progress_mode text NOT NULL
+COLUMN timing_providers.updated_at timestamp with time zone NOT NULL
 CONSTRAINT audit_log.audit_log_pkey PRIMARY KEY (id)
 CONSTRAINT audit_prune_gate.audit_prune_gate_id_check CHECK ((id = 1))
 CONSTRAINT audit_prune_gate.audit_prune_gate_open_check CHECK ((open = ANY (ARRAY[0, 1])))
@@ -156,6 +170,14 @@ CONSTRAINT quota_ledger.quota_ledger_kind_check CHECK ((kind = ANY (ARRAY['reser
 CONSTRAINT quota_ledger.quota_ledger_pkey PRIMARY KEY (id)
 CONSTRAINT role_allowances.role_allowances_pkey PRIMARY KEY (guild_id, role_id)
 CONSTRAINT schema_migrations.schema_migrations_pkey PRIMARY KEY (version)
+CONSTRAINT timing_first_polls.timing_first_polls_kind_check CHECK ((kind = ANY (ARRAY['probe'::text, 'plain'::text])))
+CONSTRAINT timing_first_polls.timing_first_polls_pkey PRIMARY KEY (provider, model, duration, width, height, fps, kind)
+CONSTRAINT timing_first_polls.timing_first_polls_seconds_check CHECK ((seconds > (0)::double precision))
+CONSTRAINT timing_measured_jobs.timing_measured_jobs_job_id_fkey FOREIGN KEY (job_id) REFERENCES jobs(id) ON DELETE CASCADE
+CONSTRAINT timing_measured_jobs.timing_measured_jobs_pkey PRIMARY KEY (job_id)
+CONSTRAINT timing_measured_jobs.timing_measured_jobs_seconds_check CHECK ((seconds > (0)::double precision))
+CONSTRAINT timing_providers.timing_providers_pkey PRIMARY KEY (provider)
+CONSTRAINT timing_providers.timing_providers_progress_mode_check CHECK ((progress_mode = ANY (ARRAY['yes'::text, 'no'::text])))
 INDEX CREATE INDEX audit_log_guild_at ON audit_log USING btree (guild_id, at)
 INDEX CREATE UNIQUE INDEX audit_log_pkey ON audit_log USING btree (id)
 INDEX CREATE INDEX audit_log_target ON audit_log USING btree (guild_id, target_id, at)
@@ -183,6 +205,9 @@ INDEX CREATE INDEX quota_ledger_member_kind ON quota_ledger USING btree (guild_i
 INDEX CREATE UNIQUE INDEX quota_ledger_pkey ON quota_ledger USING btree (id)
 INDEX CREATE UNIQUE INDEX role_allowances_pkey ON role_allowances USING btree (guild_id, role_id)
 INDEX CREATE UNIQUE INDEX schema_migrations_pkey ON schema_migrations USING btree (version)
+INDEX CREATE UNIQUE INDEX timing_first_polls_pkey ON timing_first_polls USING btree (provider, model, duration, width, height, fps, kind)
+INDEX CREATE UNIQUE INDEX timing_measured_jobs_pkey ON timing_measured_jobs USING btree (job_id)
+INDEX CREATE UNIQUE INDEX timing_providers_pkey ON timing_providers USING btree (provider)
 TRIGGER CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_no_delete()
 TRIGGER CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_no_update()
 TRIGGER CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_log_no_update()

@@ -1,6 +1,6 @@
 """The job records the store reads and writes: `Status` and its allowed moves, `JobRecord`
-(a row of `jobs`), `JobEvent`, `SourceMessage` and `DurationSample`, and the store's job
-errors. The SQL is in `bot/store/jobs.py`, which re-exports these names."""
+(a row of `jobs`), `JobEvent`, `SourceMessage`, and the store's job errors. The SQL is in
+`bot/store/jobs.py`, which re-exports these names."""
 
 from __future__ import annotations
 
@@ -155,18 +155,3 @@ class JobEvent(BaseModel):
     from_status: Status | None
     to_status: Status
     reason: str | None
-
-
-class DurationSample(BaseModel):
-    """How long one finished job took at the provider (submission → provider done)."""
-
-    provider: str
-    model: str | None
-    duration: int
-    width: int
-    height: int
-    fps: int
-    seconds: float
-
-
-# ----- low-level helpers ---------------------------------------------------------------

@@ -26,7 +26,6 @@ from bot.store.job_records import (
     TERMINAL_ORDER,
     TERMINAL_STATUSES,
     TRANSITIONS,
-    DurationSample,
     InvalidTransitionError,
     JobEvent,
     JobRecord,
@@ -39,7 +38,6 @@ __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
-    "DurationSample",
     "InvalidTransitionError",
     "JobEvent",
     "JobRecord",
@@ -345,36 +343,3 @@ async def count_active(src: DbOrConn, provider: str | None = None) -> dict[str, 
         params = (provider,)
     rows = await fetchall(src, sql + " GROUP BY status", params)
     return {row["status"]: int(row["n"]) for row in rows}
-
-
-async def recent_durations(
-    src: DbOrConn, provider: str, *, limit: int = 500
-) -> list[DurationSample]:
-    """Submission → provider-done times of the provider's most recent finished jobs."""
-    rows = await fetchall(
-        src,
-        "SELECT model, seconds, params_json, submitted_at, provider_done_at FROM jobs"
-        " WHERE provider = ? AND submitted_at IS NOT NULL AND provider_done_at IS NOT NULL"
-        " ORDER BY id DESC LIMIT ?",
-        (provider, limit),
-    )
-    samples: list[DurationSample] = []
-    for row in reversed(rows):
-        params = json.loads(row["params_json"])
-        elapsed = (
-            from_db_time(row["provider_done_at"]) - from_db_time(row["submitted_at"])
-        ).total_seconds()
-        if elapsed <= 0:
-            continue
-        samples.append(
-            DurationSample(
-                provider=provider,
-                model=row["model"],
-                duration=int(params.get("duration", row["seconds"])),
-                width=int(params.get("width", 0)),
-                height=int(params.get("height", 0)),
-                fps=int(params.get("fps", 0)),
-                seconds=elapsed,
-            )
-        )
-    return samples

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,42 @@ async def test_bytecompute_end_to_end_over_http(fake, client, db, data_dir, tmp_
         assert await ledger_kinds(db, job_id) == ["reserve", "settle"]
     # submit + about two status calls + download per job
     assert fake.request_count() <= 5 * 5
+
+
+async def test_idle_budget_posts_a_fast_clip_soon_despite_a_60s_prior(client, db, data_dir) -> None:
+    """1.5 s jobs, the default prior (60 s for a 5 s clip: first planned poll at 15 s) and
+    an idle budget: the provider's finish is noticed (and the clip posted) within ~1 s."""
+    async with FakeByteCompute(api_key="bc-key", job_seconds=1.5) as server:
+        provider = bytecompute(server, client)
+        sink = RecordingSink()
+        posted: dict[int, float] = {}
+
+        async def stamp(job) -> None:
+            posted[job.id] = time.monotonic()
+
+        sink.completed_hook = stamp
+        settings = fast_settings(
+            requests_per_second={BC: 20},
+            max_concurrency={BC: 50},
+            min_poll_interval_seconds=1.0,
+            max_poll_interval_seconds=60.0,
+        )
+        tracker = make_tracker(db, data_dir, {BC: provider}, sink, settings)
+        await tracker.start()
+        try:
+            ids = []
+            for i in range(3):
+                job_id = await admit(db, request_for(provider, f"quick {i}", duration=5), user_id=i)
+                ids.append(job_id)
+                await tracker.enqueue(job_id)
+            await sink.wait_all(ids, within=10)
+        finally:
+            await tracker.stop()
+        for job_id in ids:
+            job = await store.get_job(db, job_id)
+            assert job is not None and job.provider_job_id is not None
+            assert posted[job_id] - server.jobs[job.provider_job_id].finish_at <= 1.0
+            assert job_requests(server, job.provider_job_id) <= 4  # status calls, no flood
 
 
 class Gated:

@@ -204,31 +204,3 @@ async def test_listing_and_counting(db) -> None:
     assert [j.id for j in await store.list_for_user(db, 1, 1, 1)] == [a2]
     assert await store.count_active(db) == {"pending": 3, "submitted": 1}
     assert await store.count_active(db, "other") == {}
-
-
-async def test_recent_durations(db) -> None:
-    request = make_request(duration=8, width=1920, height=1080, fps=50)
-    job_id = await new_job(db, request=request)
-    await new_job(db)  # never submitted: no sample
-    async with db.transaction() as conn:
-        await store.transition(conn, job_id, Status.SUBMITTED, reason="", now=T0)
-        await store.transition(
-            conn,
-            job_id,
-            Status.DOWNLOADING,
-            reason="",
-            now=T0 + timedelta(seconds=90),
-            provider_done_at=T0 + timedelta(seconds=42.5),
-        )
-    samples = await store.recent_durations(db, "fake")
-    assert len(samples) == 1
-    sample = samples[0]
-    assert (sample.model, sample.duration, sample.width, sample.height, sample.fps) == (
-        "m",
-        8,
-        1920,
-        1080,
-        50,
-    )
-    assert sample.seconds == pytest.approx(42.5)
-    assert await store.recent_durations(db, "elsewhere") == []

@@ -636,7 +636,11 @@ async def test_thousand_jobs_no_loss(db, data_dir: Path) -> None:
 async def test_submissions_are_paced_to_what_the_budget_can_watch(db, data_dir: Path) -> None:
     provider = FakeProvider(job_seconds=30)
     # 20 calls/s, 4 calls per job: 5 submissions/s (after a bank of 10)
-    settings = fast_settings(requests_per_second={"fake": 20}, burst_seconds=0.05)
+    # (first polls are capped at max_poll_interval_seconds: at the default 60 s they come
+    # after this 2 s window, as 30 s jobs' polls would, and leave the budget to submissions)
+    settings = fast_settings(
+        requests_per_second={"fake": 20}, burst_seconds=0.05, max_poll_interval_seconds=60.0
+    )
     sink = RecordingSink()
     tracker = make_tracker(db, data_dir, {"fake": provider}, sink, settings)
     await tracker.start()

@@ -1,7 +1,8 @@
 """The job tracker: drives every admitted job from its row to a posted clip, across restarts.
 
 `engine.JobTracker` coordinates; `budget` spends each provider's request budget fairly,
-`timing` decides when to poll, `steps` makes the provider calls, `delivery` posts the clip
+`timing` decides when to poll (what it learns is kept in `bot/store/timing.py`), `idle`
+spends spare budget on early polls, `steps` makes the provider calls, `delivery` posts the clip
 exactly once as far as possible, `outcomes` ends jobs otherwise (with a refund), and
 `recovery` rebuilds the schedule from the table at start. Knobs: `settings`.
 """

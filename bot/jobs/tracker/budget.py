@@ -9,6 +9,8 @@ calls-per-job (learned): a burst of jobs is taken on only as fast as the budget 
 them. Pending jobs wait in a per-provider round-robin queue across members for a provider
 slot (`max_concurrency`).
 
+While the budget has headroom, a share of its idle part goes to early polls (`idle`).
+
 Errors: `RateLimitedError` pauses the whole provider for `retry_after` and halves its rate
 (recovering gradually); after three transient errors in a row the provider is paused
 (circuit breaker) and probed with one call at a time.
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bot.jobs.tracker import idle
 from bot.jobs.tracker.entry import DOWNLOAD, POLL, SUBMIT, Entry
 from bot.jobs.tracker.settings import TrackerSettings
 from bot.jobs.tracker.timing import score
@@ -194,6 +197,10 @@ class ProviderState:
     submit_credit: float = 0.0  # earned while polls take the budget from waiting submissions
     quiet_answers: int = 0  # "queued" answers without progress while unknown
     health: HealthRecord | None = None  # what provider health sees (`bot.jobs.health`)
+    # Start times of recent planned calls and early polls (`idle`), and early polls made.
+    recent_calls: deque[float] = field(default_factory=deque)
+    recent_early: deque[float] = field(default_factory=deque)
+    early_polls: int = 0
 
     def begin_call(self) -> int:
         """A call starts (counted in flight, and seen by provider health): its token."""
@@ -324,7 +331,7 @@ def dispatch_provider(
     """Start the provider's due calls within its budget (`start(entry, kind, state)`);
     returns when to look again."""
     if not state.has_work():
-        return math.inf
+        return idle.early_polls(state, now, settings, entries, start)
     if state.paused_until > now:
         return state.paused_until
     limit = 1 if state.probing else settings.max_parallel_requests
@@ -352,6 +359,7 @@ def dispatch_provider(
         if not state.bucket.take(now):
             wake = min(wake, now + state.bucket.wait(now))
             break
+        idle.note_call(state, now, settings)
         if state.ready_downloads:
             entry = state.ready_downloads.popleft()
             start(entry, DOWNLOAD, state)
@@ -375,13 +383,14 @@ def dispatch_provider(
         entry_or_none = entries.get(job_id)
         if entry_or_none is None:
             state.bucket.tokens += 1  # stale queue item: give the token back
+            state.recent_calls.pop()
             continue
         if state.submit_bucket is not None:
             state.submit_bucket.take(now)
         state.pace.take(now)
         state.occupying.add(job_id)
         start(entry_or_none, SUBMIT, state)
-    return wake
+    return min(wake, idle.early_polls(state, now, settings, entries, start))
 
 
 def queue_moves(state: ProviderState, entries: dict[int, Entry]) -> list[tuple[JobRecord, int]]:

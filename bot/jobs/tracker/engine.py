@@ -224,7 +224,7 @@ class JobTracker:
             entry.later = due
             return
         entry.seq += 1
-        entry.where = "heap"
+        entry.where, entry.due = "heap", due
         heapq.heappush(self._heap, (due, entry.seq, entry.id))
         if due < self._next_wake:
             self._wake.set()

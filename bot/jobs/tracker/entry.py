@@ -45,6 +45,8 @@ class Entry:
     # process stopped during it): look for it there, from this time, before submitting.
     unknown_since: datetime | None = None
     later: float | None = None  # due time chosen while a work item runs (pushed when it ends)
+    due: float = 0.0  # loop time of its planned work item (while `where` is "heap")
+    early_due: float | None = None  # the planned poll an early poll (`idle`) went ahead of
 
     @property
     def id(self) -> int:

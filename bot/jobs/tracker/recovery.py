@@ -1,10 +1,11 @@
 """Restart recovery: the tracker's schedule rebuilt from the `jobs` table.
 
-State lives in SQLite; in-memory structures are only a schedule. At start the duration
-history is reloaded, leftover clip files are removed, and every unfinished job is put back
-according to its status. A `pending` job that had submission attempts may already be at the
-provider: it is looked up there where the provider allows (`SubmissionLookup`), otherwise
-it is submitted again and the member and the mod-log are told it may run twice. A job that
+State lives in SQLite; in-memory structures are only a schedule. At start the timing
+history (measured provider times, first-poll times, progress modes) is reloaded, leftover
+clip files are removed, and every unfinished job is put back according to its status. A
+`pending` job that had submission attempts may already be at the provider: it is looked up
+there where the provider allows (`SubmissionLookup`), otherwise it is submitted again and
+the member and the mod-log are told it may run twice. A job that
 cannot be resumed is retried with backoff (`JobTracker.resume`), then failed and refunded.
 """
 
@@ -21,6 +22,7 @@ from bot.jobs.tracker.timing import Estimate, backoff_delay, job_key
 from bot.providers.base import SubmissionLookup
 from bot.scheduling import create_task
 from bot.store import jobs as store
+from bot.store import timing as timing_store
 from bot.store.jobs import JobRecord, Status
 
 if TYPE_CHECKING:
@@ -30,11 +32,18 @@ log = logging.getLogger(__name__)
 
 
 async def load_history(tracker: JobTracker) -> None:
-    """Feed the duration model with the providers' recent finished jobs."""
+    """Feed the duration model with what was learnt before: the providers' measured times of
+    recent jobs, the first-poll times per class and whether each provider reports progress."""
+    modes = await timing_store.progress_modes(tracker.db)
     for name in tracker.providers:
-        for sample in await store.recent_durations(tracker.db, name):
+        for sample in await timing_store.recent_durations(tracker.db, name):
             key = (name, sample.model, sample.duration, sample.width, sample.height, sample.fps)
             tracker.model.add(key, sample.seconds)
+        for key, kind, seconds in await timing_store.first_polls(tracker.db, name):
+            tracker.model.load_first(key, kind, seconds)
+        state = tracker._states.get(name)
+        if state is not None and name in modes:
+            state.progress_mode = modes[name]
 
 
 async def resume_all(tracker: JobTracker) -> int:

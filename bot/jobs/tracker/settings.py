@@ -58,6 +58,13 @@ class TrackerSettings(BaseModel):
     eta_margin_fraction: float = Field(default=0.005, ge=0)
     max_eta_wait_seconds: float = Field(default=180.0, gt=0)  # longest wait an ETA may ask
     history_size: int = Field(default=50, ge=1)
+    # Early polls (`idle`): while a provider's budget has headroom, this share of the calls
+    # per second the planned work leaves unused polls the jobs most likely done before their
+    # planned time (0: none, only the plan; env IDLE_POLL_SHARE); one job at most every
+    # `idle_poll_gap_seconds` (or a fifth of its elapsed time, if longer): about the
+    # detection delay they aim at.
+    idle_poll_share: float = Field(default=0.5, ge=0, le=1)
+    idle_poll_gap_seconds: float = Field(default=1.0, gt=0)
     # Errors.
     error_backoff_base_seconds: float = Field(default=1.0, gt=0)
     error_backoff_max_seconds: float = Field(default=60.0, gt=0)
@@ -80,6 +87,7 @@ def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) ->
     rate = settings.provider_requests_per_second
     return TrackerSettings(
         requests_per_second={name: rate for name in providers} if rate else {},
+        idle_poll_share=settings.idle_poll_share,
         shutdown_grace_seconds=min(5.0, settings.shutdown_grace_seconds),
         inflight_grace_seconds=settings.shutdown_grace_seconds,
         provider_no_answer_seconds=settings.provider_no_answer_seconds,

@@ -43,6 +43,7 @@ from bot.providers.base import (
     TransientError,
 )
 from bot.store import jobs as store
+from bot.store import timing as timing_store
 from bot.store.jobs import InvalidTransitionError, JobRecord, Status
 
 if TYPE_CHECKING:
@@ -133,6 +134,7 @@ class Steps:
             **fields,
         )
         entry.submitted_mono = started_mono
+        entry.est = t.estimate(entry)  # what is known now, not at admission (it may have waited)
         entry.retry_front = False
         entry.unknown_since = None
         entry.submitted_here = True
@@ -190,6 +192,7 @@ class Steps:
             if not exc.retryable:
                 await t.endings.end_for_error(entry, exc, stage="status")
                 return
+            entry.early_due = None  # the retry is planned (backoff), not an early poll
             t.provider_error(state, entry, exc)
             return
         release()
@@ -202,10 +205,9 @@ class Steps:
         if entry.polls == 1 and entry.first_poll is not None:
             kind, planned = entry.first_poll
             if elapsed <= 1.5 * planned + 1:  # not a late (restart, backlog) first poll
-                before = t.model.first_poll(entry.key, kind, planned)
-                after = t.model.observe_first(entry.key, kind, planned, first_poll_outcome(status))
-                if abs(after - before) > 0.02 * before:
-                    self._replan({entry.key})
+                # an early poll (`idle`) answers for its own time, a planned one for the plan's
+                at = min(elapsed, planned) if entry.early_due is not None else planned
+                await self._observe_first(entry, kind, planned, at, status)
         if status.state is JobState.COMPLETED:
             await self._completed(entry, state, status, elapsed)
         elif status.state is JobState.FAILED:
@@ -229,8 +231,31 @@ class Steps:
                 entry, job, Status.EXPIRED, reason="provider reported expiry", member=MSG_GONE
             )
         else:
+            mode = state.progress_mode
             read_eta(entry, state, status, mono, elapsed)
+            if state.progress_mode != mode:
+                async with t.db.transaction() as conn:
+                    await timing_store.save_progress_mode(
+                        conn, state.name, state.progress_mode, now=t.clock()
+                    )
             await self._still_running(entry, status, mono, elapsed)
+
+    async def _observe_first(
+        self, entry: Entry, kind: str, planned: float, at: float, status: JobStatus
+    ) -> None:
+        """Move the class's first-poll time after its first poll (planned, or an early one
+        at `at` < planned), and keep the new value for restarts."""
+        t = self.tracker
+        known = t.model.has_first(entry.key, kind)
+        before = t.model.first_poll(entry.key, kind, planned)
+        after = t.model.observe_first(
+            entry.key, kind, at, first_poll_outcome(status), default=planned
+        )
+        if after != before or not known:
+            async with t.db.transaction() as conn:
+                await timing_store.save_first_poll(conn, entry.key, kind, after, now=t.clock())
+        if abs(after - before) > 0.02 * before:
+            self._replan({entry.key})
 
     async def _still_running(
         self, entry: Entry, status: JobStatus, mono: float, elapsed: float
@@ -260,7 +285,11 @@ class Steps:
                     )
                 else:
                     entry.job = job = await store.update_job(conn, job.id, now=t.clock(), **changed)
-        t.schedule_at(entry, t.plan_due(entry))
+        due = t.plan_due(entry)
+        early_due, entry.early_due = entry.early_due, None
+        if early_due is not None and entry.eta_at is None:
+            due = max(due, early_due)  # an early poll said only "not yet": keep the plan
+        t.schedule_at(entry, due)
         eta = status.eta_seconds
         if eta is None:
             eta = max(0.0, entry.est.expected - elapsed)
@@ -289,6 +318,8 @@ class Steps:
                 provider_done_at=min(now, submitted_at + timedelta(seconds=finished_after)),
                 **fields,
             )
+            if sample is not None:  # bracketed: a measured time (else only a bound)
+                await timing_store.record_measured(conn, job.id, sample)
         state.occupying.discard(job.id)
         t._polling.get(entry.key, set()).discard(entry.id)
         if sample is not None:

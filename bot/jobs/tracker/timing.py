@@ -9,8 +9,13 @@ Polling adapts per job class (provider, model, duration, width, height, fps):
 * providers without progress get a first poll at the class median (`first_poll_quantile`),
   then polls every `spread`, backing off slowly once a job is long overdue.
 * medians/spreads come from measured provider times (the ETA, or a tight bracket between two
-  polls); unseen classes use their siblings, a fit across sizes, a provider hint, or
+  polls; a first poll that finds a job long done is only a bound, never a sample); unseen
+  classes use their siblings, a fit across sizes, a provider hint, or
   `prior_base_seconds + prior_seconds_per_video_second * duration`.
+* a first poll is never later than `max_poll_interval_seconds` after the submission; the
+  measured times, first-poll times and progress modes outlive a restart
+  (`bot/store/timing.py`, loaded by `recovery.load_history`).
+* while the budget is idle, `idle` polls ahead of this plan; the plan is the fallback.
 """
 
 from __future__ import annotations
@@ -99,7 +104,9 @@ class DurationModel:
         )
         return _quantile(siblings, 0.5) if len(siblings) >= 2 else default
 
-    def observe_first(self, key: Key, kind: str, at: float, outcome: str) -> float:
+    def observe_first(
+        self, key: Key, kind: str, at: float, outcome: str, default: float | None = None
+    ) -> float:
         """Move the class's first-poll time `x` after a first poll at `at` seconds.
 
         `outcome`: "done" (too late: move earlier), "waiting" (not done and nothing learnt,
@@ -109,20 +116,33 @@ class DurationModel:
         `first_poll_quantile` are (a stochastic quantile estimate, which needs only what a
         first poll tells). An answer counts only if it says something about `x` ("done" at
         or before `x`, "not done" at or after it), so a burst of answers to polls planned
-        with an older `x` moves it once. Without a measured sample yet, "done" halves `x`
-        (a fast search from a poor prior). Returns the new value."""
+        with an older `x` moves it once (and an early poll, before `x`, moves it only when it
+        finds the job done). Without a measured sample yet, "done" halves `x` (a fast search
+        from a poor prior). `default`: `x` of a class with nothing learnt yet (else `at`).
+        Returns the new value."""
         s = self.settings
         tau = s.probe_quantile if kind == "probe" else s.first_poll_quantile
-        current = self.first_poll(key, kind, at)
+        current = self.first_poll(key, kind, at if default is None else default)
         if outcome == "done" and at <= current * 1.02:
             hit = 0.5 if not self.has_samples(key) else math.exp(-s.quantile_step * (1 - tau))
             current *= hit
         elif outcome != "done" and at >= current * 0.98:
             grow = 0.5 if outcome == "waiting" and kind == "probe" else tau
             current *= math.exp(s.quantile_step * grow)
-        value = min(max(current, s.min_poll_interval_seconds), 7 * 86_400.0)
+        value = self.cap_first(current)
         self._first[(key, kind)] = value
         return value
+
+    def cap_first(self, seconds: float) -> float:
+        """A first poll lands within the poll-interval bounds: never later than
+        `max_poll_interval_seconds` after the submission, whatever was learnt or assumed."""
+        s = self.settings
+        return min(max(seconds, s.min_poll_interval_seconds), s.max_poll_interval_seconds)
+
+    def load_first(self, key: Key, kind: str, seconds: float) -> None:
+        """A first-poll time learnt before a restart (`bot/store/timing.py`)."""
+        if math.isfinite(seconds) and seconds > 0:
+            self._first[(key, kind)] = self.cap_first(seconds)
 
     def add(self, key: Key, seconds: float) -> None:
         if seconds <= 0 or not math.isfinite(seconds):
@@ -134,6 +154,9 @@ class DurationModel:
         )
         self._cache = {k: v for k, v in self._cache.items() if k[:2] != key[:2]}
         self._fits.pop(key[:2], None)
+
+    def has_first(self, key: Key, kind: str) -> bool:
+        return (key, kind) in self._first
 
     def has_samples(self, key: Key) -> bool:
         return bool(self._samples.get(key))
@@ -265,7 +288,7 @@ def plan_due(
     if last is None or entry.last_poll_elapsed is None:
         kind = "probe" if probe else "plain"
         default = first_poll_after(entry.est, s, probe=probe)
-        offset = max(s.min_poll_interval_seconds, model.first_poll(entry.key, kind, default))
+        offset = model.cap_first(model.first_poll(entry.key, kind, default))
         entry.first_poll = (kind, offset)
         return entry.submitted_mono + offset
     return last + next_poll_delay(entry.last_poll_elapsed, entry.est, s, probe=probe)
@@ -314,13 +337,15 @@ def read_eta(
 def finish_sample(entry: Entry, elapsed: float, settings: TrackerSettings) -> float | None:
     """When did the provider finish (seconds after submission), if a poll pins it down?
 
-    At its ETA if that falls in the window since the last "not yet"; otherwise the middle of
-    a tight window. None: only "done by now" (an upper bound, which the first-poll tracker
-    used)."""
+    Only a bracketed time is a sample: the provider's ETA when it falls between the last
+    "not yet" answer and this "done" one and this poll came soon after it; otherwise the
+    middle of a tight bracket. None: only "done by now" (an upper bound, e.g. the first poll
+    after a restart or a backlog found the job long done), which the first-poll tracker uses
+    and which is never stored as a measured time."""
     low = entry.last_poll_elapsed
     eta = None if entry.eta_at is None else entry.eta_at - entry.submitted_mono
     window = max(2 * settings.min_poll_interval_seconds, 0.2 * elapsed)
-    if eta is not None and low is not None and low < eta <= elapsed:
+    if eta is not None and low is not None and low < eta <= elapsed and elapsed - eta <= window:
         return eta  # the provider said when
     if low is not None and elapsed - low <= window:
         return (low + elapsed) / 2  # a tight bracket
