@@ -302,7 +302,9 @@ def parse_shard_ids(text: str) -> list[int]:
             first = int(low)
             last = int(high) if dash else first
         except ValueError:
-            raise ValueError(f"{part!r} is not a shard number or range; use e.g. 0,1 or 0-3") from None
+            raise ValueError(f"{part!r} is not a shard number or range; use e.g. 0,1 or 0-3") from (
+                None
+            )
         if first < 0 or last < first:
             raise ValueError(f"{part!r} is not a shard range; use e.g. 0-3")
         ids.update(range(first, last + 1))
