@@ -165,6 +165,7 @@ async def _check(settings: Settings) -> int:
         ),
     ]
     rows.append(await _check_database(settings))
+    rows.extend(await _check_processes(settings))
     with tempfile.TemporaryDirectory() as tmp:
         async with make_http_client() as client:
             providers = build_providers(settings, client, Path(tmp))
@@ -190,6 +191,39 @@ async def _check(settings: Settings) -> int:
         word = "OK  " if ok else ("WARN" if name in optional else "FAIL")
         print(f"{name.ljust(width)}  {word}  {detail}")
     return 0 if all(ok for name, ok, _ in rows if name not in optional) else 1
+
+
+async def _check_processes(settings: Settings) -> list[tuple[str, bool, str]]:
+    """One row per live process (a heartbeat within LEASE_SECONDS): shards, jobs held."""
+    from datetime import timedelta
+
+    from bot.db import utcnow
+    from bot.store import leases
+
+    if not settings.uses_postgresql and not settings.database_path.exists():
+        return []
+    try:
+        db = await Database.open(settings.database_target)
+        try:
+            if await db.schema_version() < 8:  # before the leases migration: none to list
+                return []
+            now = utcnow()
+            since = now - timedelta(seconds=settings.lease_seconds)
+            live = await leases.live_instances(db, since=since, now=now)
+        finally:
+            await db.close()
+    except Exception as exc:
+        return [("processes", False, f"could not be listed: {type(exc).__name__}: {exc}")]
+    names = ", ".join(info.name for info in live)
+    rows = [("processes", True, f"{len(live)} live" + (f": {names}" if live else ""))]
+    for info in live:
+        age = (now - info.heartbeat_at).total_seconds()
+        shards = f"shards {info.shards}" if info.shards else "all shards"
+        rows.append(
+            (f"process {info.name}", True,
+             f"{shards}; holds {info.jobs} job(s); last heartbeat {age:.0f} s ago")
+        )  # fmt: skip
+    return rows
 
 
 def _dir_writable(directory: Path) -> bool:
