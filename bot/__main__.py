@@ -30,10 +30,10 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 async def _run_bot(settings: Settings) -> None:
-    from bot.client import VideoBot
+    from bot.client import make_bot
 
     assert settings.discord_token is not None
-    bot = VideoBot(settings)
+    bot = make_bot(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -56,10 +56,10 @@ async def _run_bot(settings: Settings) -> None:
 
 
 async def _sync(settings: Settings) -> int:
-    from bot.client import VideoBot
+    from bot.client import make_bot
 
     assert settings.discord_token is not None
-    bot = VideoBot(settings, auto_sync=False, start_workers=False)
+    bot = make_bot(settings, auto_sync=False, start_workers=False)
     async with bot:
         await bot.login(settings.discord_token.get_secret_value())
         changed = await bot.sync_commands(force=True)
