@@ -30,10 +30,10 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 async def _run_bot(settings: Settings) -> None:
-    from bot.client import VideoBot
+    from bot.client import make_bot
 
     assert settings.discord_token is not None
-    bot = VideoBot(settings)
+    bot = make_bot(settings)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -56,10 +56,10 @@ async def _run_bot(settings: Settings) -> None:
 
 
 async def _sync(settings: Settings) -> int:
-    from bot.client import VideoBot
+    from bot.client import make_bot
 
     assert settings.discord_token is not None
-    bot = VideoBot(settings, auto_sync=False, start_workers=False)
+    bot = make_bot(settings, auto_sync=False, start_workers=False)
     async with bot:
         await bot.login(settings.discord_token.get_secret_value())
         changed = await bot.sync_commands(force=True)
@@ -165,6 +165,7 @@ async def _check(settings: Settings) -> int:
         ),
     ]
     rows.append(await _check_database(settings))
+    rows.extend(await _check_processes(settings))
     with tempfile.TemporaryDirectory() as tmp:
         async with make_http_client() as client:
             providers = build_providers(settings, client, Path(tmp))
@@ -190,6 +191,39 @@ async def _check(settings: Settings) -> int:
         word = "OK  " if ok else ("WARN" if name in optional else "FAIL")
         print(f"{name.ljust(width)}  {word}  {detail}")
     return 0 if all(ok for name, ok, _ in rows if name not in optional) else 1
+
+
+async def _check_processes(settings: Settings) -> list[tuple[str, bool, str]]:
+    """One row per live process (a heartbeat within LEASE_SECONDS): shards, jobs held."""
+    from datetime import timedelta
+
+    from bot.db import utcnow
+    from bot.store import leases
+
+    if not settings.uses_postgresql and not settings.database_path.exists():
+        return []
+    try:
+        db = await Database.open(settings.database_target)
+        try:
+            if await db.schema_version() < 8:  # before the leases migration: none to list
+                return []
+            now = utcnow()
+            since = now - timedelta(seconds=settings.lease_seconds)
+            live = await leases.live_instances(db, since=since, now=now)
+        finally:
+            await db.close()
+    except Exception as exc:
+        return [("processes", False, f"could not be listed: {type(exc).__name__}: {exc}")]
+    names = ", ".join(info.name for info in live)
+    rows = [("processes", True, f"{len(live)} live" + (f": {names}" if live else ""))]
+    for info in live:
+        age = (now - info.heartbeat_at).total_seconds()
+        shards = f"shards {info.shards}" if info.shards else "all shards"
+        rows.append(
+            (f"process {info.name}", True,
+             f"{shards}; holds {info.jobs} job(s); last heartbeat {age:.0f} s ago")
+        )  # fmt: skip
+    return rows
 
 
 def _dir_writable(directory: Path) -> bool:

@@ -128,6 +128,7 @@ class VideoBot(commands.Bot):
             intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            **_shard_options(self, settings),
         )
         self.settings = settings
         self.auto_sync = auto_sync
@@ -164,7 +165,7 @@ class VideoBot(commands.Bot):
         self._services_ready = True
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        if self.auto_sync:
+        if self.auto_sync and self.settings.syncs_commands:  # one process: shard 0's
             await self.sync_commands(force=False)
         if self.start_workers:
             await self.service.start()
@@ -230,3 +231,19 @@ class VideoBot(commands.Bot):
                 textmatch.default_sandbox().close()
             return
         await super().close()
+
+
+class ShardedVideoBot(VideoBot, commands.AutoShardedBot):
+    """The bot as one of several processes: connects only SHARD_IDS of SHARD_COUNT."""
+
+
+def _shard_options(bot: discord.Client, settings: Settings) -> dict[str, Any]:
+    if not isinstance(bot, discord.AutoShardedClient) or settings.shard_count is None:
+        return {}
+    return {"shard_ids": settings.shards, "shard_count": settings.shard_count}
+
+
+def make_bot(settings: Settings, **kwargs: Any) -> VideoBot:
+    """VideoBot, or with SHARD_COUNT set the AutoShardedBot for this process's shards."""
+    cls = ShardedVideoBot if settings.shard_count is not None else VideoBot
+    return cls(settings, **kwargs)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot import limits
@@ -105,6 +114,16 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
 
+    # Several processes (issue 14): this process's name, its Discord shards, its job leases.
+    instance_name: str | None = Field(default=None, validation_alias="INSTANCE_NAME")
+    shard_count: Annotated[int | None, limits.SHARD_COUNT] = Field(
+        default=None, validation_alias="SHARD_COUNT"
+    )
+    shard_ids: str | None = Field(default=None, validation_alias="SHARD_IDS")  # after count
+    lease_seconds: Annotated[float, limits.LEASE_SECONDS] = Field(
+        default=20.0, validation_alias="LEASE_SECONDS"
+    )
+
     @field_validator(
         "discord_token", "bytecompute_api_key", "leonardo_api_key", "ltx_api_key", mode="before"
     )
@@ -119,6 +138,9 @@ class Settings(BaseSettings):
         "default_provider",
         "simulator_enabled",
         "provider_requests_per_second",
+        "instance_name",
+        "shard_count",
+        "shard_ids",
         mode="before",
     )
     @classmethod
@@ -155,6 +177,33 @@ class Settings(BaseSettings):
                 "must look like sqlite:///path/to/file.db or postgresql://user:pass@host:port/db"
             )
         return value
+
+    @field_validator("instance_name", mode="after")
+    @classmethod
+    def _instance_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if len(value) > 100 or not value.isprintable():
+            raise ValueError("must be at most 100 printable characters, e.g. bot-1")
+        return value
+
+    @field_validator("shard_ids", mode="after")
+    @classmethod
+    def _shard_ids(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        count = info.data.get("shard_count")
+        if count is None:
+            raise ValueError("needs SHARD_COUNT (the total number of shards), e.g. SHARD_COUNT=2")
+        ids = parse_shard_ids(value)
+        wrong = [i for i in ids if i >= count]
+        if wrong:
+            raise ValueError(
+                f"shard {wrong[0]} is not below SHARD_COUNT={count} (shards are numbered "
+                f"0 to {count - 1})"
+            )
+        return ",".join(str(i) for i in ids)
 
     @model_validator(mode="after")
     def _provider_consistency(self) -> Settings:
@@ -219,6 +268,26 @@ class Settings(BaseSettings):
         PostgreSQL, `data/` in the working directory."""
         return self.database_path.parent
 
+    @property
+    def instance(self) -> str:
+        """This process's name in logs, job leases and `check` (INSTANCE_NAME or host-pid)."""
+        return self.instance_name or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def shards(self) -> list[int] | None:
+        """The shards this process connects (None: no sharding set, discord.py decides)."""
+        if self.shard_ids is not None:
+            return parse_shard_ids(self.shard_ids)
+        if self.shard_count is not None:
+            return list(range(self.shard_count))
+        return None
+
+    @property
+    def syncs_commands(self) -> bool:
+        """Only the process holding shard 0 (or an unsharded one) syncs slash commands."""
+        shards = self.shards
+        return shards is None or 0 in shards
+
     def secrets(self) -> list[str]:
         """Every configured secret value, for log scrubbing."""
         out = []
@@ -227,6 +296,25 @@ class Settings(BaseSettings):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
         return out
+
+
+def parse_shard_ids(text: str) -> list[int]:
+    """`0,1` or `0-3` (or both: `0-2,5`) → sorted distinct shard ids; ValueError if malformed."""
+    ids: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        try:
+            first = int(low)
+            last = int(high) if dash else first
+        except ValueError:
+            raise ValueError(f"{part!r} is not a shard number or range; use e.g. 0,1 or 0-3") from (
+                None
+            )
+        if first < 0 or last < first:
+            raise ValueError(f"{part!r} is not a shard range; use e.g. 0-3")
+        ids.update(range(first, last + 1))
+    return sorted(ids)
 
 
 _FIELD_ENV = {

@@ -164,3 +164,12 @@ SHUTDOWN_GRACE_SECONDS = Bound(
 PROVIDER_NO_ANSWER_SECONDS = Bound(
     30, 86_400, "seconds without an answer before a provider counts as failing", "120"
 )
+
+# From 1 (Discord's own minimum) to 16,384: far above what any bot is asked to run (Discord
+# asks for a shard per ~1,000 guilds); a larger number is a typo.
+SHARD_COUNT = Bound(1, 16_384, "Discord shards across all processes", "2")
+
+# At least 5 s: heartbeats come every third of it, and a shorter lease would be lost to one
+# slow database round trip. At most 300 s: a crashed process's jobs wait this long before
+# another process takes them over (the target is 30 s at the default 20).
+LEASE_SECONDS = Bound(5, 300, "seconds a process holds a job without a heartbeat", "20")

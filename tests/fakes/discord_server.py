@@ -24,7 +24,9 @@ What it models (enough for the unmodified client, and strict where Discord is st
   deferral replaces the "thinking" message, message limits (2,000 chars, embed limits,
   components, 10 files → 50035), empty messages (50006), per-guild upload limit (413/40005),
   bot channel permissions (403/50013), unknown channel/message (10003/10008).
-* Gateway: HELLO, heartbeat ACKs, IDENTIFY → READY (+ `resume_gateway_url`) → GUILD_CREATE,
+* Gateway: HELLO, heartbeat ACKs, IDENTIFY (with `shard: [id, count]`: only the guilds with
+  `(guild_id >> 22) % count == id` and their events and interactions) → READY (+
+  `resume_gateway_url`) → GUILD_CREATE,
   RESUME with replay of missed events, INVALID_SESSION, RECONNECT, zlib-stream compression,
   MESSAGE_CREATE/UPDATE/DELETE for what the bot posts, GUILD_MEMBERS_CHUNK on request.
 * Message nonces (channel messages only; webhooks have none): `nonce` (≤ 25 characters) is
@@ -555,6 +557,14 @@ class _Session:
     buffer: deque[_Event] = field(default_factory=lambda: deque(maxlen=5000))
     conn: _Conn | None = None
     invalid: bool = False
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Discord's routing: a guild's events go to shard (guild_id >> 22) % shard_count;
+        direct messages to shard 0; an unsharded session gets everything."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return (0 if guild_id is None else (guild_id >> 22) % count) == shard_id
 
 
 class _Conn:
@@ -1750,7 +1760,7 @@ class FakeDiscord:
             await self.wait_for_gateway(gateway_timeout)
         inter.created_at = time.monotonic()
         for session in list(self._sessions.values()):
-            if not session.invalid:
+            if not session.invalid and session.owns(inter.guild_id):
                 self._send_event(session, "INTERACTION_CREATE", inter.payload, interaction=inter)
         self._changed()
 
@@ -1945,7 +1955,7 @@ class FakeDiscord:
         self, guild: FakeGuild, event: str, data: Any, *, intent: int = INTENT_GUILDS
     ) -> None:
         for session in list(self._sessions.values()):
-            if session.invalid or not session.intents & intent:
+            if session.invalid or not session.intents & intent or not session.owns(guild.id):
                 continue
             if event == "GUILD_CREATE":
                 self._send_event(session, event, self._guild_create(guild, session.intents))
@@ -2035,7 +2045,11 @@ class FakeDiscord:
             ready: dict[str, Any] = {
                 "v": 10,
                 "user": dict(self.bot_user),
-                "guilds": [{"id": str(gid), "unavailable": True} for gid in self.guilds],
+                "guilds": [
+                    {"id": str(gid), "unavailable": True}
+                    for gid in self.guilds
+                    if session.owns(gid)
+                ],
                 "session_id": session.session_id,
                 "session_type": "normal",
                 "resume_gateway_url": self.resume_gateway_url,
@@ -2053,7 +2067,8 @@ class FakeDiscord:
                 ready["shard"] = session.shard
             self._send_event(session, "READY", ready)
             for guild in self.guilds.values():
-                self._send_event(session, "GUILD_CREATE", self._guild_create(guild, intents))
+                if session.owns(guild.id):
+                    self._send_event(session, "GUILD_CREATE", self._guild_create(guild, intents))
             self._changed()
             return True
         if op == 6:  # RESUME
@@ -2533,7 +2548,7 @@ class FakeDiscord:
             self.dispatch(event, data, intent=intent)
             return
         for session in list(self._sessions.values()):
-            if session.invalid or not session.intents & intent:
+            if session.invalid or not session.intents & intent or not session.owns(msg.guild_id):
                 continue
             data = msg.payload()
             if event == "MESSAGE_CREATE" and msg.nonce is not None:

@@ -162,3 +162,32 @@ async def test_out_of_range_setting_says_what_to_set(tmp_path: Path) -> None:
     assert code == 2
     assert err.strip().count("\n") == 0
     assert "MAX_ACTIVE_JOBS_PER_MEMBER: must be 1 or more" in err and "set e.g." in err
+
+
+async def test_check_lists_the_live_processes(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.db import Database
+    from bot.store import leases
+    from tests.unit.test_tracker_support import admit, make_request
+
+    code, _, _ = await run_cli(tmp_path, "migrate")
+    assert code == 0
+    db = await Database.open(tmp_path / "data" / "bot.db")
+    try:
+        now = datetime.now(UTC)
+        lease = timedelta(seconds=20)
+        for i in range(2):
+            await admit(db, make_request(f"p{i}"), user_id=i)
+        await leases.renew(db, "bot-a", shards="0,1", now=now, until=now + lease)
+        await leases.renew(db, "bot-gone", shards="2", now=now - lease * 2, until=now - lease)
+        async with db.transaction() as conn:
+            await leases.claim(conn, "bot-a", now=now, until=now + lease)
+    finally:
+        await db.close()
+    code, out, _ = await run_cli(tmp_path, "check")
+    assert code == 0, out
+    rows = {line.split("  ")[0].strip(): line for line in out.splitlines()}
+    assert "1 live: bot-a" in rows["processes"]
+    assert "shards 0,1; holds 2 job(s)" in rows["process bot-a"]
+    assert "bot-gone" not in out  # no heartbeat within LEASE_SECONDS

@@ -33,7 +33,7 @@ from bot.jobs.tracker.settings import TrackerSettings
 from bot.jobs.tracker.timing import score
 from bot.providers.base import Provider, ProviderError, RateLimitedError
 from bot.scheduling import exponential_backoff
-from bot.store.jobs import JobRecord
+from bot.store.jobs import JobRecord, Status
 
 if TYPE_CHECKING:
     from bot.jobs.health import HealthRecord
@@ -410,3 +410,17 @@ def queue_moves(state: ProviderState, entries: dict[int, Entry]) -> list[tuple[J
             moved.append((queued.job, position))
             queued.reported_position = position
     return moved
+
+
+def queue_position(
+    entries: dict[int, Entry], states: dict[str, ProviderState], job_id: int
+) -> int | None:
+    """1-based place among the provider's pending jobs (None when not waiting)."""
+    entry = entries.get(job_id)
+    if entry is None or entry.job.status is not Status.PENDING or entry.busy:
+        return None  # unknown, or already with the provider (or being sent there)
+    state = states.get(entry.job.provider)
+    if state is None:
+        return None
+    position = state.queue.position(entry.job.member, job_id)
+    return 1 if position is None else position

@@ -107,8 +107,9 @@ class Delivery:
         # A key already there means an earlier attempt (this run or before a restart) may
         # have been posted although it raised or was cut off: the sink looks for it first.
         maybe_posted = job.delivery_key is not None
-        if not maybe_posted:
-            async with t.db.transaction() as conn:
+        async with t.db.transaction() as conn:  # only the lease holder posts (`leases`)
+            await t.leases.check(conn, entry)
+            if not maybe_posted:
                 entry.job = job = await store.assign_delivery_key(conn, job.id, now=t.clock())
         entry.deliveries += 1
         try:
@@ -143,7 +144,8 @@ class Delivery:
             return
         entry.outage_since, entry.outage_tries = None, 0
         if receipt.message_id is not None or receipt.channel_id is not None:
-            async with t.db.transaction() as conn:
+            async with t.db.transaction() as conn:  # lost meanwhile: the new holder finds
+                await t.leases.check(conn, entry)  # the post by its key instead
                 entry.job = job = await store.record_delivery(
                     conn,
                     job.id,
@@ -168,7 +170,7 @@ class Delivery:
         job = await store.get_job(t.db, job_id)
         if job is None or job.status is not Status.DELIVERING:
             return False
-        await t.resume(job_id, job)
+        await t.resume(job_id)  # claims it (another process may hold it)
         return True
 
     async def end_waiting(self, job_id: int, *, reason: str, member: str) -> bool:
@@ -214,6 +216,8 @@ class Delivery:
         now = t.clock()
         where = f"message {job.result_message_id}" if job.result_message_id else "the sink"
         async with t.db.transaction() as conn:
+            if entry is not None:
+                await t.leases.check(conn, entry)
             await store.transition(
                 conn, job.id, Status.DELIVERED, reason=f"posted as {where}", now=now
             )

@@ -29,6 +29,7 @@ from bot.jobs.tracker import budget, recovery
 from bot.jobs.tracker.budget import ProviderState
 from bot.jobs.tracker.delivery import Delivery, DeliverySink, notify
 from bot.jobs.tracker.entry import DELIVER, DOWNLOAD, EXPIRE, POLL, SUBMIT, Entry, Stop
+from bot.jobs.tracker.leases import Leases
 from bot.jobs.tracker.outcomes import MSG_INTERNAL, Endings, billed_usd
 from bot.jobs.tracker.settings import TrackerSettings
 from bot.jobs.tracker.steps import Steps
@@ -74,6 +75,7 @@ class JobTracker:
         self.steps = Steps(self)
         self.delivery = Delivery(self)
         self.endings = Endings(self)
+        self.leases = Leases(self)  # which jobs this process drives (several processes)
         self.health = HealthBoard(HealthRules(self.settings.provider_no_answer_seconds), clock)
         self._entries: dict[int, Entry] = {}
         self._polling: dict[Key, set[int]] = {}  # submitted/running jobs per class
@@ -107,8 +109,10 @@ class JobTracker:
             self._states[name] = budget.make_provider_state(name, provider, self.settings, now)
             self.health.attach(self._states[name])
         await recovery.load_history(self)
+        await self.leases.start()
         active = await recovery.resume_all(self)
         self._dispatcher = create_task(self._run(), name="job-tracker-dispatcher")
+        self.leases.run()
         log.info("job tracker started with %d unfinished job(s)", active)
 
     async def stop(self) -> None:
@@ -121,6 +125,7 @@ class JobTracker:
             return
         self._stopping = True
         self._wake.set()
+        await self.leases.stop(release=False)  # beats end; the leases go back at the end
         for retry in self._resume_retries:
             retry.cancel()
         if self._dispatcher is not None:
@@ -149,6 +154,7 @@ class JobTracker:
                     "stopping: %d call(s) interrupted; their jobs resume on start", len(pending)
                 )
                 await asyncio.gather(*pending, return_exceptions=True)
+        await self.leases.stop(release=True)
         self._started = False
         self._entries.clear()
         self._states.clear()
@@ -197,14 +203,7 @@ class JobTracker:
 
     def queue_position(self, job_id: int) -> int | None:
         """1-based place among the provider's pending jobs (None when not waiting)."""
-        entry = self._entries.get(job_id)
-        if entry is None or entry.job.status is not Status.PENDING or entry.busy:
-            return None  # unknown, or already with the provider (or being sent there)
-        state = self._states.get(entry.job.provider)
-        if state is None:
-            return None
-        position = state.queue.position(entry.job.member, job_id)
-        return 1 if position is None else position
+        return budget.queue_position(self._entries, self._states, job_id)
 
     # ----- for the steps ---------------------------------------------------------------
 

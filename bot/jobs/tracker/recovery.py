@@ -47,12 +47,14 @@ async def load_history(tracker: JobTracker) -> None:
 
 
 async def resume_all(tracker: JobTracker) -> int:
-    """Clean leftover clips, then resume every unfinished job; returns how many there were."""
+    """Clean leftover clips, then resume every unfinished job no other live process holds
+    (`leases`); returns how many this process took."""
     active = await store.list_active(tracker.db)
     await asyncio.to_thread(tracker.files.clean_clips, {j.id for j in active})
-    for job in active:
+    claimed = await tracker.leases.claim_all()
+    for job in claimed:
         await resume(tracker, job.id, job)  # an error: retried with backoff, then refunded
-    return len(active)
+    return len(claimed)
 
 
 async def resume(
@@ -64,10 +66,10 @@ async def resume(
     reservation and the member's concurrency slot are never held silently."""
     t = tracker
     try:
-        if job is None:
-            job = await store.get_job(t.db, job_id)
-            if job is None or job.status in store.TERMINAL_STATUSES:
-                log.info("job %s: nothing to resume (%s)", job_id, job and job.status)
+        if job is None:  # a new job, a retry or a release: claimed first (`leases`)
+            job = await t.leases.claim_one(job_id)
+            if job is None:
+                log.info("job %s: finished, or held by another process; not resuming", job_id)
                 return
         await recover(t, job)
     except asyncio.CancelledError:

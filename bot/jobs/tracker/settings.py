@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from pydantic import BaseModel, Field
 
 from bot.config import Settings
@@ -80,6 +83,11 @@ class TrackerSettings(BaseModel):
     max_internal_errors: int = Field(default=5, ge=1)
     # Age limit for providers that state no `job_expiry`.
     max_job_age_seconds: float = Field(default=86_400.0, gt=0)
+    # Several processes (`leases`): this one's name (INSTANCE_NAME), its shards (for
+    # `check`), and how long it holds a job without a heartbeat (LEASE_SECONDS).
+    instance_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    instance_shards: str | None = None
+    lease_seconds: float = Field(default=20.0, gt=0)
 
 
 def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) -> TrackerSettings:
@@ -91,4 +99,7 @@ def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) ->
         shutdown_grace_seconds=min(5.0, settings.shutdown_grace_seconds),
         inflight_grace_seconds=settings.shutdown_grace_seconds,
         provider_no_answer_seconds=settings.provider_no_answer_seconds,
+        instance_name=settings.instance,
+        instance_shards=settings.shard_ids,
+        lease_seconds=settings.lease_seconds,
     )

@@ -1,0 +1,137 @@
+"""Job leases: which process drives which job when several share one database.
+
+A tracker drives only the jobs it holds a lease on (`bot.store.leases`). `claim_all` at
+start and `claim_one` for a job admitted here take jobs; the heartbeat (every third of
+`lease_seconds`) extends the leases, registers the process in `instances`, forgets the jobs
+it no longer holds (taken over after a stall, or ended by another process: a cancel written
+there is noticed here at the next beat) and claims unheld unfinished jobs — new ones
+admitted by another process, and those of a process that died (after its lease expired, so
+at most `lease_seconds` plus one beat). `check` guards the step that posts: inside the
+transaction that records the post, the lease must still be this process's, or the step
+stops without posting or recording. A graceful stop hands every lease back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bot.jobs.tracker.entry import Entry, Stop
+from bot.scheduling import create_task
+from bot.store import jobs as job_store
+from bot.store import leases as store
+from bot.store._conn import Connection
+from bot.store.jobs import JobRecord
+
+if TYPE_CHECKING:
+    from bot.jobs.tracker.engine import JobTracker
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(Stop):
+    """Another process holds the job now (or it ended there): this one stops driving it."""
+
+
+class Leases:
+    """The lease side of one tracker (`tracker.leases`)."""
+
+    def __init__(self, tracker: JobTracker) -> None:
+        self.tracker = tracker
+        self.owner = tracker.settings.instance_name
+        self.seconds = tracker.settings.lease_seconds
+        self.shards = tracker.settings.instance_shards
+        self._task: asyncio.Task[None] | None = None
+        self.beats = 0
+        self.lost = 0
+
+    def _until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.seconds)
+
+    async def start(self) -> None:
+        """Register this process (first heartbeat); the beat loop starts with `run`."""
+        now = self.tracker.clock()
+        await store.renew(
+            self.tracker.db, self.owner, shards=self.shards, now=now, until=self._until(now)
+        )
+
+    def run(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = create_task(self._loop(), name=f"leases-{self.owner}")
+
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop the heartbeat; with `release`, hand every lease back (a graceful stop)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if release:
+            count = await store.release(self.tracker.db, self.owner)
+            log.info("%s: handed back %d job lease(s)", self.owner, count)
+
+    async def claim_all(self) -> list[JobRecord]:
+        """Every claimable unfinished job (at start and at each beat)."""
+        t = self.tracker
+        now = t.clock()
+        async with t.db.transaction() as conn:
+            return await store.claim(conn, self.owner, now=now, until=self._until(now), limit=1000)
+
+    async def claim_one(self, job_id: int) -> JobRecord | None:
+        """The job, if this process holds it now (claimed, or already its own)."""
+        t = self.tracker
+        now = t.clock()
+        async with t.db.transaction() as conn:
+            jobs = await store.claim(
+                conn, self.owner, now=now, until=self._until(now), job_id=job_id
+            )
+        return jobs[0] if jobs else None
+
+    async def check(self, conn: Connection, entry: Entry) -> None:
+        """Inside a transaction: raise LeaseLost (and forget the job) unless this process
+        still holds it; extends the lease on success."""
+        if await store.hold(conn, entry.id, self.owner, until=self._until(self.tracker.clock())):
+            return
+        log.warning("job %s: no longer %s's (lease); not posting it here", entry.id, self.owner)
+        self._forget(entry)
+        raise LeaseLost
+
+    def _forget(self, entry: Entry) -> None:
+        self.lost += 1
+        entry.cancelled = True  # a call in flight stops at check_alive
+        self.tracker.drop(entry)
+
+    async def beat(self) -> None:
+        """Renew, forget lost jobs, claim unheld ones."""
+        t = self.tracker
+        before = dict(t._entries)  # claimed before the renewal: the answer must list them
+        now = t.clock()
+        until = self._until(now)
+        held = await store.renew(t.db, self.owner, shards=self.shards, now=now, until=until)
+        self.beats += 1
+        for job_id, entry in before.items():
+            if job_id in held or t._entries.get(job_id) is not entry:
+                continue
+            job = await job_store.get_job(t.db, job_id)
+            ended = job is None or job.status in job_store.TERMINAL_STATUSES
+            log.info("job %s: %s elsewhere; %s stops driving it", job_id,
+                     "ended" if ended else "taken over", self.owner)  # fmt: skip
+            self._forget(entry)
+            if ended and job is not None:
+                await asyncio.to_thread(t.files.remove_job_files, job)
+        for job in await self.claim_all():
+            if job.id not in t._entries and not t._stopping:
+                log.info("job %s (%s): claimed by %s", job.id, job.status.value, self.owner)
+                await t.resume(job.id, job)
+
+    async def _loop(self) -> None:
+        interval = self.seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: lease heartbeat failed; retrying", self.owner)
