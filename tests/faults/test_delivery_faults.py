@@ -141,10 +141,13 @@ async def test_outage_after_restart_delivers(
             "the held upload",
         )
     assert not v.results()
-    # Discord's REST is down for the first calls of the restarted bot (the tracker resumes
-    # before the gateway has sent the guild, so the channel is looked up over REST).
+    # Discord's REST is down for the first calls of the restarted bot's delivery: the channel
+    # lookup (when the tracker resumes before the gateway has sent the guild) and the clip's
+    # upload (when it resumes after: with job leases it claims the job once it is connected).
+    before = len(fake_discord.requests)
     fake_discord.fail_next(503, method="GET", path=rf"^/channels/{w.channel_id}$", times=2)
+    fake_discord.fail_next(503, method="POST", path=CHANNEL_POST, when=_with_files, times=2)
     async with video_bot(simulator_delay_seconds=0.5) as v:
         await _one_clip(v)
-        lookups = [r for r in fake_discord.requests if r.path == f"/channels/{w.channel_id}"]
-        assert any(r.status == 503 for r in lookups), "the outage was not exercised"
+        hit = [r for r in fake_discord.requests[before:] if r.status == 503]
+        assert hit, "the outage was not exercised"
