@@ -271,6 +271,7 @@ class VideoService:
                     source=source,
                     now=now,
                 )
+                await self.tracker.leases.take(conn, job_id)  # ours; NOTIFY wakes the others
                 if who.guild_id is not None:
                     await quota.reserve(
                         conn,
