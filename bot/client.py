@@ -161,7 +161,7 @@ class VideoBot(commands.Bot):
             max_active_per_member=settings.max_active_jobs_per_member,
         )
         # The admin cog attaches its Discord poster on load; frames: clips' poster images.
-        self.modlog = ModLog(self.db, frames=self.service.files)
+        self.modlog = ModLog(self.db, frames=self.service.files, owner=settings.instance)
         self._services_ready = True
         for extension in EXTENSIONS:
             await self.load_extension(extension)

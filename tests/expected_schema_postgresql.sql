@@ -106,6 +106,9 @@ COLUMN member_allowances.guild_id bigint NOT NULL
 COLUMN member_allowances.user_id bigint NOT NULL
 COLUMN member_allowances.seconds integer
 COLUMN member_allowances.updated_at timestamp with time zone NOT NULL
+COLUMN modlog_leases.guild_id bigint NOT NULL
+COLUMN modlog_leases.owner text NOT NULL
+COLUMN modlog_leases.until timestamp with time zone NOT NULL
 COLUMN modlog_outbox.audit_id bigint NOT NULL
 COLUMN modlog_outbox.guild_id bigint NOT NULL
 COLUMN modlog_outbox.attempts integer NOT NULL DEFAULT 0
@@ -170,6 +173,7 @@ CONSTRAINT jobs.jobs_origin_check CHECK ((origin = ANY (ARRAY['discord'::text, '
 CONSTRAINT jobs.jobs_pkey PRIMARY KEY (id)
 CONSTRAINT jobs.jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'submitted'::text, 'running'::text, 'downloading'::text, 'delivering'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text, 'expired'::text])))
 CONSTRAINT member_allowances.member_allowances_pkey PRIMARY KEY (guild_id, user_id)
+CONSTRAINT modlog_leases.modlog_leases_pkey PRIMARY KEY (guild_id)
 CONSTRAINT modlog_outbox.modlog_outbox_pkey PRIMARY KEY (audit_id)
 CONSTRAINT quota_guild_spend.quota_guild_spend_pkey PRIMARY KEY (guild_id, month)
 CONSTRAINT quota_ledger.quota_ledger_job_id_fkey FOREIGN KEY (job_id) REFERENCES jobs(id)
@@ -206,6 +210,7 @@ INDEX CREATE INDEX jobs_lease ON jobs USING btree (lease_until) WHERE (status <>
 INDEX CREATE UNIQUE INDEX jobs_pkey ON jobs USING btree (id)
 INDEX CREATE INDEX jobs_user ON jobs USING btree (guild_id, user_id, created_at)
 INDEX CREATE UNIQUE INDEX member_allowances_pkey ON member_allowances USING btree (guild_id, user_id)
+INDEX CREATE UNIQUE INDEX modlog_leases_pkey ON modlog_leases USING btree (guild_id)
 INDEX CREATE UNIQUE INDEX modlog_outbox_pkey ON modlog_outbox USING btree (audit_id)
 INDEX CREATE UNIQUE INDEX quota_guild_spend_pkey ON quota_guild_spend USING btree (guild_id, month)
 INDEX CREATE INDEX quota_ledger_job ON quota_ledger USING btree (job_id)

@@ -286,6 +286,8 @@ class VideoService:
                         default_seconds=self.default_quota_seconds,
                         default_max_concurrent=self.max_active_per_member,
                     )
+                # admitted: ours to drive (the others, woken by its NOTIFY, leave it to us)
+                await self.tracker.leases.take(conn, job_id)
         except quota.QuotaExceeded as exc:
             await self._refusal(who, exc.reason, exc.message, request.prompt)
             raise RequestRefused(exc.message, kind=exc.reason) from None

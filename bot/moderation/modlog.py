@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +31,7 @@ from bot.moderation.audit import Change, admin_change, listen, unlisten
 from bot.moderation.retention import prune_all
 from bot.scheduling import create_task, exponential_backoff
 from bot.store import audit as audit_store
+from bot.store import modlog_leases
 from bot.store.audit import AuditEntry
 from bot.store.guilds import get_guild_settings, update_guild_settings
 
@@ -95,6 +98,13 @@ class ModLog:
     also applies retention every `prune_interval`. Posting never blocks callers: they only
     insert rows (see `bot.moderation.audit.audit`), which wakes the loop after their commit
     once it is started.
+
+    Several processes on one database each run one: a guild's entries are posted only
+    while holding its lease (`bot.store.modlog_leases`, named `owner`: INSTANCE_NAME),
+    taken or renewed before each post for `lease_seconds` (longer than `post_timeout`, so
+    a post begun under the lease ends before it can expire) and handed back after the
+    guild's pass. The guild's due rows are read again once the lease is held, so a row
+    another process posted meanwhile is never posted twice.
     """
 
     def __init__(
@@ -111,8 +121,12 @@ class ModLog:
         prune_interval: timedelta | None = timedelta(hours=6),
         batch: int = 50,
         frames: PosterFrames | None = None,
+        owner: str | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         self.db = db
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
+        self.lease_seconds = lease_seconds or post_timeout * 2 + 10
         self.poster = poster
         self.frames = frames
         self.clock = clock
@@ -151,6 +165,7 @@ class ModLog:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await modlog_leases.give_back_all(self.db, self.owner)  # any left by a cancelled post
 
     def wake(self) -> None:
         """Post newly queued entries now instead of at the next poll."""
@@ -212,8 +227,10 @@ class ModLog:
         by_guild: dict[int, list[audit_store.OutboxItem]] = {}
         for item in due:
             by_guild.setdefault(item.guild_id, []).append(item)
-        for guild_id, items in by_guild.items():
-            posted += await self._post_guild(guild_id, items)
+        for guild_id in by_guild:
+            if self._stopping:
+                break
+            posted += await self._drain_guild(guild_id)
         async with self.db.transaction() as conn:
             dropped = await audit_store.drop_exhausted(conn, self.max_attempts)
         for audit_id, guild_id in dropped:
@@ -226,10 +243,30 @@ class ModLog:
             )
         return posted
 
+    async def _hold(self, guild_id: int) -> bool:
+        now = self.clock()
+        until = now + timedelta(seconds=self.lease_seconds)
+        return await modlog_leases.take(self.db, guild_id, self.owner, now=now, until=until)
+
+    async def _drain_guild(self, guild_id: int) -> int:
+        """Post the guild's due entries if no other process is (its lease), in order."""
+        if not await self._hold(guild_id):
+            return 0  # another process drains this guild now
+        try:
+            items = await audit_store.due_posts(  # again: what is still queued, now it is ours
+                self.db, self.clock(), limit=self.batch, guild_id=guild_id
+            )
+            return await self._post_guild(guild_id, items)
+        finally:
+            await modlog_leases.give_back(self.db, guild_id, self.owner)
+
     async def _post_guild(self, guild_id: int, items: Iterable[audit_store.OutboxItem]) -> int:
         posted = 0
-        for item in items:
+        for n, item in enumerate(items):
             if self._stopping:
+                break
+            if n and not await self._hold(guild_id):  # renewed before each post
+                log.warning("mod-log: lost guild %d's lease to another process", guild_id)
                 break
             entry = await audit_store.get_entry(self.db, item.audit_id)
             if item.channel_id is None or entry is None:  # channel turned off / pruned

@@ -177,14 +177,21 @@ async def enqueue_post(conn: Connection, audit_id: int, guild_id: int, now: date
     return True
 
 
-async def due_posts(target: DbOrConn, now: datetime, *, limit: int) -> list[OutboxItem]:
-    """Due outbox rows, in audit order, with each guild's current log channel."""
+async def due_posts(
+    target: DbOrConn, now: datetime, *, limit: int, guild_id: int | None = None
+) -> list[OutboxItem]:
+    """Due outbox rows (of one guild, if given), in audit order, with each guild's current
+    log channel."""
+    only = "" if guild_id is None else " AND o.guild_id = ?"
+    params: tuple[object, ...] = (to_db_time(now),) if guild_id is None else (
+        to_db_time(now), guild_id,
+    )  # fmt: skip
     rows = await fetchall(
         target,
-        "SELECT o.audit_id, o.guild_id, o.attempts, g.log_channel_id FROM modlog_outbox o "
+        "SELECT o.audit_id, o.guild_id, o.attempts, g.log_channel_id FROM modlog_outbox o "  # noqa: S608
         "LEFT JOIN guild_settings g ON g.guild_id = o.guild_id "
-        "WHERE o.next_try_at <= ? ORDER BY o.audit_id LIMIT ?",
-        (to_db_time(now), limit),
+        f"WHERE o.next_try_at <= ?{only} ORDER BY o.audit_id LIMIT ?",
+        (*params, limit),
     )
     return [
         OutboxItem(

@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.db import Database, from_db_time, to_db_time
 from bot.providers.base import Adjustment, Mode, NegotiatedRequest
+from bot.store import wakeups
 from bot.store._conn import Connection, DbOrConn, Row, fetchall, fetchone
 from bot.store.job_records import (
     ACTIVE_STATUSES,
@@ -199,6 +200,7 @@ async def insert_job(
     )
     job_id = int(job_id)
     await _event(conn, job_id, None, Status.PENDING, f"created ({origin})", now)
+    await wakeups.notify(conn, wakeups.NEW, job_id)  # other processes may claim it
     return job_id
 
 
@@ -245,6 +247,8 @@ async def transition(
         values.setdefault("finished_at", now)
     await _update(conn, job_id, now, values)
     await _event(conn, job_id, current, target, reason, now)
+    if target is Status.CANCELLED:  # the process driving it stops at once
+        await wakeups.notify(conn, wakeups.CANCEL, job_id)
     return await _fresh(conn, job_id)
 
 

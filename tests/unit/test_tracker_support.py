@@ -283,8 +283,10 @@ async def admit(
     input_dir: Path | None = None,
     now: datetime | None = None,
     reserve: bool = True,
+    lease_to: JobTracker | None = None,
 ) -> int:
-    """What the service layer does: job row + quota reservation in one transaction."""
+    """What the service layer does: job row + quota reservation in one transaction (and,
+    with `lease_to`, the admitting tracker's lease on it, as `JobService.admit` takes)."""
     now = now or datetime.now(UTC)
     async with db.transaction() as conn:
         job_id = await store.insert_job(
@@ -297,6 +299,8 @@ async def admit(
             origin="discord" if guild_id is not None else "cli",
             now=now,
         )
+        if lease_to is not None:
+            await lease_to.leases.take(conn, job_id)
         if reserve and guild_id is not None:
             await quota.reserve(
                 conn,

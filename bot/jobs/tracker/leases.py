@@ -3,17 +3,22 @@
 A tracker drives only the jobs it holds a lease on (`bot.store.leases`). `claim_all` at
 start and `claim_one` for a job admitted here take jobs; the heartbeat (every third of
 `lease_seconds`) extends the leases, registers the process in `instances`, forgets the jobs
-it no longer holds (taken over after a stall, or ended by another process: a cancel written
-there is noticed here at the next beat) and claims unheld unfinished jobs — new ones
-admitted by another process, and those of a process that died (after its lease expired, so
-at most `lease_seconds` plus one beat). `check` guards the step that posts: inside the
-transaction that records the post, the lease must still be this process's, or the step
-stops without posting or recording. A graceful stop hands every lease back at once.
+it no longer holds (taken over after a stall, or ended by another process) and claims
+unheld unfinished jobs — new ones admitted by another process, and those of a process that
+died (after its lease expired, so at most `lease_seconds` plus one beat). On PostgreSQL the
+loop also wakes at once on a NOTIFY (`bot.store.wakeups`): a new job admitted elsewhere is
+claimed, a cancel written elsewhere stops the job here, without waiting for the beat. The
+admitting process leases a new job in its admission transaction (`take`), so the others'
+wake-ups leave it to that process (whose data directory holds its input files). `check`
+guards the step that posts: inside the transaction that records the post, the lease must
+still be this process's, or the step stops without posting or recording. A graceful stop
+hands every lease back at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -22,6 +27,7 @@ from bot.jobs.tracker.entry import Entry, Stop
 from bot.scheduling import create_task
 from bot.store import jobs as job_store
 from bot.store import leases as store
+from bot.store import wakeups
 from bot.store._conn import Connection
 from bot.store.jobs import JobRecord
 
@@ -46,6 +52,12 @@ class Leases:
         self._task: asyncio.Task[None] | None = None
         self.beats = 0
         self.lost = 0
+        self.wakeups = 0  # wake-ups handled (LISTEN/NOTIFY, PostgreSQL)
+        self.listener: wakeups.Listener | None = None
+        self._woken = asyncio.Event()
+        self._cancels: set[int] = set()
+        self._new = False
+        self._rescan = False
 
     def _until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.seconds)
@@ -56,6 +68,10 @@ class Leases:
         await store.renew(
             self.tracker.db, self.owner, shards=self.shards, now=now, until=self._until(now)
         )
+        db = self.tracker.db
+        if db.dialect == "postgresql" and self.listener is None:
+            self.listener = wakeups.Listener(db.url, self.wake, ping_seconds=self.seconds / 3)
+            await self.listener.start()
 
     def run(self) -> None:
         if self._task is None or self._task.done():
@@ -67,6 +83,9 @@ class Leases:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
         if release:
             count = await store.release(self.tracker.db, self.owner)
             log.info("%s: handed back %d job lease(s)", self.owner, count)
@@ -88,6 +107,12 @@ class Leases:
             )
         return jobs[0] if jobs else None
 
+    async def take(self, conn: Connection, job_id: int) -> None:
+        """Inside the admission transaction: lease the new job to this process, so that the
+        other processes, woken by its NOTIFY at commit, leave it to the one admitting it."""
+        now = self.tracker.clock()
+        await store.claim(conn, self.owner, now=now, until=self._until(now), job_id=job_id)
+
     async def check(self, conn: Connection, entry: Entry) -> None:
         """Inside a transaction: raise LeaseLost (and forget the job) unless this process
         still holds it; extends the lease on success."""
@@ -102,6 +127,36 @@ class Leases:
         entry.cancelled = True  # a call in flight stops at check_alive
         self.tracker.drop(entry)
 
+    def wake(self, kind: str, job_id: int | None) -> None:
+        """A wake-up from another process (`bot.store.wakeups`): a new job to claim, a cancel
+        to notice, or a reconnect (notifications may have been missed: a full beat)."""
+        if kind == wakeups.CANCEL and job_id is not None:
+            self._cancels.add(job_id)
+        elif kind == wakeups.NEW:
+            self._new = True
+        else:
+            self._rescan = True
+        self._woken.set()
+
+    async def _on_wake(self) -> None:
+        t = self.tracker
+        cancels, self._cancels = self._cancels, set()
+        new, self._new = self._new, False
+        rescan, self._rescan = self._rescan, False
+        self.wakeups += 1
+        if rescan:
+            await self.beat()
+            return
+        for job_id in cancels:
+            entry = t._entries.get(job_id)
+            job = await job_store.get_job(t.db, job_id) if entry is not None else None
+            if entry is None or t._entries.get(job_id) is not entry:
+                continue
+            if job is None or job.status in job_store.TERMINAL_STATUSES:
+                await self._drop_ended(job_id, entry, job)
+        if new:
+            await self._claim_unheld()
+
     async def beat(self) -> None:
         """Renew, forget lost jobs, claim unheld ones."""
         t = self.tracker
@@ -115,22 +170,40 @@ class Leases:
                 continue
             job = await job_store.get_job(t.db, job_id)
             ended = job is None or job.status in job_store.TERMINAL_STATUSES
-            log.info("job %s: %s elsewhere; %s stops driving it", job_id,
-                     "ended" if ended else "taken over", self.owner)  # fmt: skip
-            self._forget(entry)
-            if ended and job is not None:
-                await asyncio.to_thread(t.files.remove_job_files, job)
+            if ended:
+                await self._drop_ended(job_id, entry, job)
+            else:
+                log.info("job %s: taken over; %s stops driving it", job_id, self.owner)
+                self._forget(entry)
+        await self._claim_unheld()
+
+    async def _drop_ended(self, job_id: int, entry: Entry, job: JobRecord | None) -> None:
+        log.info("job %s: ended elsewhere; %s stops driving it", job_id, self.owner)
+        self._forget(entry)
+        if job is not None:
+            await asyncio.to_thread(self.tracker.files.remove_job_files, job)
+
+    async def _claim_unheld(self) -> None:
+        t = self.tracker
         for job in await self.claim_all():
             if job.id not in t._entries and not t._stopping:
                 log.info("job %s (%s): claimed by %s", job.id, job.status.value, self.owner)
                 await t.resume(job.id, job)
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         interval = self.seconds / 3
+        next_beat = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), max(0.0, next_beat - loop.time()))
             try:
-                await self.beat()
+                if self._woken.is_set():
+                    self._woken.clear()
+                    await self._on_wake()
+                if loop.time() >= next_beat:
+                    next_beat = loop.time() + interval
+                    await self.beat()
             except asyncio.CancelledError:
                 raise
             except Exception:
