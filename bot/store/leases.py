@@ -24,6 +24,8 @@ from bot.store._conn import Connection, DbOrConn, fetchall, writing
 from bot.store.jobs import _ACTIVE_SQL, JobRecord, _record
 
 _CLAIMABLE = f"{_ACTIVE_SQL} AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
+# Held by nobody (or by a process whose lease ran out): what a running process may take over.
+_UNHELD = f"{_ACTIVE_SQL} AND (lease_owner IS NULL OR (lease_owner <> ? AND lease_until < ?))"
 
 
 class InstanceInfo(BaseModel):
@@ -44,9 +46,11 @@ async def claim(
     until: datetime,
     job_id: int | None = None,
     limit: int = 100,
+    include_own: bool = True,
 ) -> list[JobRecord]:
     """Take up to `limit` claimable jobs (only `job_id` if given), oldest first; returns them
-    with their new lease. Call inside a transaction."""
+    with their new lease. Call inside a transaction. `include_own=False` leaves the jobs
+    `owner` already holds alone (a job it admitted and is about to enqueue itself)."""
     lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
     only = " AND id = ?" if job_id is not None else ""
     params: list[object] = [owner, to_db_time(until), owner, to_db_time(now)]
@@ -55,7 +59,8 @@ async def claim(
     params.append(limit)
     rows = await conn.fetchall(
         f"UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ("  # noqa: S608
-        f"SELECT id FROM jobs WHERE {_CLAIMABLE}{only} ORDER BY id LIMIT ?{lock}) RETURNING *",
+        f"SELECT id FROM jobs WHERE {_CLAIMABLE if include_own else _UNHELD}{only}"
+        f" ORDER BY id LIMIT ?{lock}) RETURNING *",
         params,
     )
     return sorted((_record(row) for row in rows), key=lambda job: job.id)

@@ -266,7 +266,10 @@ async def test_429_storm_is_ridden_out_within_retry_after(fake, client, db, data
     tracker = make_tracker(db, data_dir, {BC: provider}, sink, bc_settings())
     await tracker.start()
     try:
-        ids = [await admit(db, request_for(provider, f"r{i}"), user_id=i) for i in range(6)]
+        ids = [
+            await admit(db, request_for(provider, f"r{i}"), user_id=i, lease_to=tracker)
+            for i in range(6)
+        ]
         fake.rate_limit_next(6, retry_after=0.15)
         for job_id in ids:
             await tracker.enqueue(job_id)

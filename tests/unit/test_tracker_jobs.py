@@ -241,7 +241,9 @@ async def test_rate_limit_pauses_the_whole_provider(db, data_dir: Path) -> None:
     tracker = make_tracker(db, data_dir, {"fake": provider}, sink)
     await tracker.start()
     try:
-        ids = [await admit(db, make_request(f"p{i}"), user_id=i) for i in range(4)]
+        ids = [
+            await admit(db, make_request(f"p{i}"), user_id=i, lease_to=tracker) for i in range(4)
+        ]
         provider.fail_next("submit", RateLimitedError("slow down", retry_after=0.3))
         started = time.monotonic()
         for job_id in ids:
@@ -516,7 +518,7 @@ async def test_fair_round_robin_and_queue_positions(db, data_dir: Path) -> None:
         plan = [("a1", 1), ("a2", 1), ("a3", 1), ("a4", 1), ("b1", 2), ("c1", 3)]
         ids = {}
         for prompt, user in plan:
-            ids[prompt] = await admit(db, make_request(prompt), user_id=user)
+            ids[prompt] = await admit(db, make_request(prompt), user_id=user, lease_to=tracker)
             await tracker.enqueue(ids[prompt])
         await eventually(lambda: provider.count("submit") > 0)
         positions = {p: tracker.queue_position(ids[p]) for p, _ in plan}

@@ -90,12 +90,21 @@ class Leases:
             count = await store.release(self.tracker.db, self.owner)
             log.info("%s: handed back %d job lease(s)", self.owner, count)
 
-    async def claim_all(self) -> list[JobRecord]:
-        """Every claimable unfinished job (at start and at each beat)."""
+    async def claim_all(self, *, include_own: bool = True) -> list[JobRecord]:
+        """Every claimable unfinished job: at start including this process's own (a restart
+        under the same name), at each beat and wake-up only the unheld ones (a job this
+        process holds but does not track yet is one it admitted and is enqueuing itself)."""
         t = self.tracker
         now = t.clock()
         async with t.db.transaction() as conn:
-            return await store.claim(conn, self.owner, now=now, until=self._until(now), limit=1000)
+            return await store.claim(
+                conn,
+                self.owner,
+                now=now,
+                until=self._until(now),
+                limit=1000,
+                include_own=include_own,
+            )
 
     async def claim_one(self, job_id: int) -> JobRecord | None:
         """The job, if this process holds it now (claimed, or already its own)."""
@@ -185,7 +194,7 @@ class Leases:
 
     async def _claim_unheld(self) -> None:
         t = self.tracker
-        for job in await self.claim_all():
+        for job in await self.claim_all(include_own=False):
             if job.id not in t._entries and not t._stopping:
                 log.info("job %s (%s): claimed by %s", job.id, job.status.value, self.owner)
                 await t.resume(job.id, job)
