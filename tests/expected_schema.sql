@@ -22,6 +22,7 @@ CREATE TABLE jobs ( id INTEGER PRIMARY KEY AUTOINCREMENT, guild_id INTEGER, chan
 CREATE TABLE member_allowances ( guild_id INTEGER NOT NULL, user_id INTEGER NOT NULL, seconds INTEGER, -- NULL: unlimited; 0: none updated_at TEXT NOT NULL, PRIMARY KEY (guild_id, user_id) );
 CREATE TABLE modlog_leases ( guild_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, until TEXT NOT NULL );
 CREATE TABLE modlog_outbox ( audit_id INTEGER PRIMARY KEY, guild_id INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_try_at TEXT NOT NULL, last_error TEXT );
+CREATE TABLE provider_shares ( provider TEXT NOT NULL, owner TEXT NOT NULL, share REAL NOT NULL CHECK (share >= 0 AND share <= 1), demand INTEGER NOT NULL CHECK (demand >= 0), updated_at TEXT NOT NULL, PRIMARY KEY (provider, owner) );
 CREATE TABLE quota_guild_spend ( guild_id INTEGER NOT NULL, month TEXT NOT NULL, cost_usd REAL NOT NULL DEFAULT 0, PRIMARY KEY (guild_id, month) );
 CREATE TABLE quota_ledger ( id INTEGER PRIMARY KEY AUTOINCREMENT, guild_id INTEGER NOT NULL, user_id INTEGER NOT NULL, job_id INTEGER REFERENCES jobs (id), kind TEXT NOT NULL CHECK (kind IN ('reserve', 'settle', 'refund', 'reset')), seconds REAL NOT NULL, -- weighted seconds; reserve > 0, refund < 0 cost_usd REAL NOT NULL DEFAULT 0, at TEXT NOT NULL, note TEXT );
 CREATE TABLE role_allowances ( guild_id INTEGER NOT NULL, role_id INTEGER NOT NULL, seconds INTEGER, -- NULL: unlimited updated_at TEXT NOT NULL, PRIMARY KEY (guild_id, role_id) );

@@ -114,6 +114,11 @@ COLUMN modlog_outbox.guild_id bigint NOT NULL
 COLUMN modlog_outbox.attempts integer NOT NULL DEFAULT 0
 COLUMN modlog_outbox.next_try_at timestamp with time zone NOT NULL
 COLUMN modlog_outbox.last_error text
+COLUMN provider_shares.provider text NOT NULL
+COLUMN provider_shares.owner text NOT NULL
+COLUMN provider_shares.share double precision NOT NULL
+COLUMN provider_shares.demand integer NOT NULL
+COLUMN provider_shares.updated_at timestamp with time zone NOT NULL
 COLUMN quota_guild_spend.guild_id bigint NOT NULL
 COLUMN quota_guild_spend.month text NOT NULL
 COLUMN quota_guild_spend.cost_usd numeric NOT NULL DEFAULT 0
@@ -175,6 +180,9 @@ CONSTRAINT jobs.jobs_status_check CHECK ((status = ANY (ARRAY['pending'::text, '
 CONSTRAINT member_allowances.member_allowances_pkey PRIMARY KEY (guild_id, user_id)
 CONSTRAINT modlog_leases.modlog_leases_pkey PRIMARY KEY (guild_id)
 CONSTRAINT modlog_outbox.modlog_outbox_pkey PRIMARY KEY (audit_id)
+CONSTRAINT provider_shares.provider_shares_demand_check CHECK ((demand >= 0))
+CONSTRAINT provider_shares.provider_shares_pkey PRIMARY KEY (provider, owner)
+CONSTRAINT provider_shares.provider_shares_share_check CHECK (((share >= (0)::double precision) AND (share <= (1)::double precision)))
 CONSTRAINT quota_guild_spend.quota_guild_spend_pkey PRIMARY KEY (guild_id, month)
 CONSTRAINT quota_ledger.quota_ledger_job_id_fkey FOREIGN KEY (job_id) REFERENCES jobs(id)
 CONSTRAINT quota_ledger.quota_ledger_kind_check CHECK ((kind = ANY (ARRAY['reserve'::text, 'settle'::text, 'refund'::text, 'reset'::text])))
@@ -212,6 +220,7 @@ INDEX CREATE INDEX jobs_user ON jobs USING btree (guild_id, user_id, created_at)
 INDEX CREATE UNIQUE INDEX member_allowances_pkey ON member_allowances USING btree (guild_id, user_id)
 INDEX CREATE UNIQUE INDEX modlog_leases_pkey ON modlog_leases USING btree (guild_id)
 INDEX CREATE UNIQUE INDEX modlog_outbox_pkey ON modlog_outbox USING btree (audit_id)
+INDEX CREATE UNIQUE INDEX provider_shares_pkey ON provider_shares USING btree (provider, owner)
 INDEX CREATE UNIQUE INDEX quota_guild_spend_pkey ON quota_guild_spend USING btree (guild_id, month)
 INDEX CREATE INDEX quota_ledger_job ON quota_ledger USING btree (job_id)
 INDEX CREATE UNIQUE INDEX quota_ledger_job_entries ON quota_ledger USING btree (job_id, ((kind = 'reserve'::text))) WHERE (job_id IS NOT NULL)

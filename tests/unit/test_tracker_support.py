@@ -269,6 +269,7 @@ def fast_settings(**overrides: Any) -> TrackerSettings:
         "provider_pause_max_seconds": 0.1,
         "shutdown_grace_seconds": 0.5,
         "eta_margin_seconds": 0.005,
+        "share_settle_seconds": 0.05,  # several trackers on PostgreSQL: budget re-split often
     }
     values.update(overrides)
     return TrackerSettings(**values)

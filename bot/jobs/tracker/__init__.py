@@ -4,7 +4,9 @@
 `timing` decides when to poll (what it learns is kept in `bot/store/timing.py`), `idle`
 spends spare budget on early polls, `steps` makes the provider calls, `delivery` posts the clip
 exactly once as far as possible, `outcomes` ends jobs otherwise (with a refund), and
-`recovery` rebuilds the schedule from the table at start. Knobs: `settings`.
+`recovery` rebuilds the schedule from the table at start. With several processes on one
+database, `leases` says which process drives which job and `shares` splits each provider's
+budget between them. Knobs: `settings`.
 """
 
 from bot.jobs.tracker.delivery import DeliveryReceipt, DeliverySink

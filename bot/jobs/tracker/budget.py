@@ -44,18 +44,31 @@ RATE_RECOVERY_STEP = 0.1  # share of the budget regained per successful call aft
 
 
 class TokenBucket:
-    """A token bucket on the loop clock; `factor` scales the rate (lowered after 429s)."""
+    """A token bucket on the loop clock; `factor` scales the rate (lowered after 429s), and
+    `share` is this process's part of the provider's budget when several processes share it
+    (`shares`): rate and bucket size both follow it."""
 
     def __init__(self, rate: float, capacity: float, now: float) -> None:
         self.base_rate = rate
         self.factor = 1.0
-        self.capacity = max(1.0, capacity)
+        self.share = 1.0
+        self.base_capacity = capacity
         self.tokens = self.capacity
         self.stamp = now
 
     @property
     def rate(self) -> float:
-        return self.base_rate * self.factor
+        return self.base_rate * self.factor * self.share
+
+    @property
+    def capacity(self) -> float:
+        return max(1.0, self.base_capacity * self.share) if self.share > 0 else 0.0
+
+    def set_share(self, share: float, now: float) -> None:
+        """This process's part from now on; tokens banked above the new size are dropped."""
+        self._refill(now)
+        self.share = share
+        self.tokens = min(self.tokens, self.capacity)
 
     def _refill(self, now: float) -> None:
         if now > self.stamp:
@@ -78,13 +91,24 @@ class TokenBucket:
         self._refill(now)
         if self.tokens >= 1:
             return 0.0
+        if self.rate <= 0:
+            return math.inf  # no share of the budget yet (`shares`): woken when it comes
         return (1 - self.tokens) / self.rate + max(0.0, self.stamp - now)
 
     def borrow(self, now: float) -> float:
         """Take a token now, going into debt; returns how long the caller should wait."""
         self._refill(now)
         self.tokens -= 1
-        return max(0.0, self.stamp - now) + max(0.0, -self.tokens / self.rate)
+        return self.owed(now)
+
+    def owed(self, now: float) -> float:
+        """Seconds until the bucket is out of debt (inf while it has no share: `shares`)."""
+        self._refill(now)
+        if self.tokens >= 0:
+            return max(0.0, self.stamp - now)
+        if self.rate <= 0:
+            return math.inf
+        return max(0.0, self.stamp - now) - self.tokens / self.rate
 
     def empty_until(self, when: float) -> None:
         self.tokens = min(self.tokens, 0.0)
@@ -201,6 +225,8 @@ class ProviderState:
     recent_calls: deque[float] = field(default_factory=deque)
     recent_early: deque[float] = field(default_factory=deque)
     early_polls: int = 0
+    # Several processes (`shares`): calls stop when the last re-split of the budget is older.
+    share_until: float = math.inf
 
     def begin_call(self) -> int:
         """A call starts (counted in flight, and seen by provider health): its token."""
@@ -330,6 +356,8 @@ def dispatch_provider(
 ) -> float:
     """Start the provider's due calls within its budget (`start(entry, kind, state)`);
     returns when to look again."""
+    if now > state.share_until:
+        return now + 1.0  # this process's part of the budget is out of date (`shares`)
     if not state.has_work():
         return idle.early_polls(state, now, settings, entries, start)
     if state.paused_until > now:

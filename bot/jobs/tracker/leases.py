@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.jobs.tracker.entry import Entry, Stop
+from bot.jobs.tracker.shares import Shares
 from bot.scheduling import create_task
 from bot.store import jobs as job_store
 from bot.store import leases as store
@@ -58,6 +59,7 @@ class Leases:
         self._cancels: set[int] = set()
         self._new = False
         self._rescan = False
+        self.shares = Shares(tracker)  # this process's part of each provider's budget
 
     def _until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.seconds)
@@ -72,6 +74,7 @@ class Leases:
         if db.dialect == "postgresql" and self.listener is None:
             self.listener = wakeups.Listener(db.url, self.wake, ping_seconds=self.seconds / 3)
             await self.listener.start()
+        await self.shares.start()
 
     def run(self) -> None:
         if self._task is None or self._task.done():
@@ -86,6 +89,7 @@ class Leases:
         if self.listener is not None:
             await self.listener.stop()
             self.listener = None
+        await self.shares.stop(release=release)
         if release:
             count = await store.release(self.tracker.db, self.owner)
             log.info("%s: handed back %d job lease(s)", self.owner, count)

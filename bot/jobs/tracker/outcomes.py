@@ -210,8 +210,9 @@ class Endings:
         if state is not None:
             loop = asyncio.get_running_loop()
             wait = state.bucket.borrow(loop.time())
-            if wait > 0:
-                await asyncio.sleep(wait)
+            while wait > 0:  # re-checked: this process's share may change meanwhile
+                await asyncio.sleep(min(wait, 1.0))
+                wait = state.bucket.owed(loop.time())
         t.stats["cancel"] = t.stats.get("cancel", 0) + 1
         try:
             done = await provider.cancel(pjob)

@@ -88,6 +88,8 @@ class TrackerSettings(BaseModel):
     instance_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     instance_shards: str | None = None
     lease_seconds: float = Field(default=20.0, gt=0)
+    # How often the processes re-split each provider's budget between them (`shares`).
+    share_settle_seconds: float = Field(default=1.0, gt=0)
 
 
 def tracker_settings_from(settings: Settings, providers: dict[str, Provider]) -> TrackerSettings:
