@@ -30,6 +30,7 @@ import random
 import secrets
 import signal
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class ProcessSoakReport(SoakReport):
     provider_calls: int = 0
     peak_calls_per_second: int = 0
     budget_allowance: float = 0.0  # calls allowed in any 1 s window
+    statuses: Counter[str] = field(default_factory=Counter)  # jobs by final status
 
     @property
     def budget_ok(self) -> bool:
@@ -69,7 +71,7 @@ class ProcessSoakReport(SoakReport):
             f"process soak: {self.processes} processes, {self.commands} commands "
             f"({self.unacknowledged} unacknowledged: shard down), {self.jobs} jobs; delivered "
             f"{self.delivered}, failed with message {self.failed_with_message}, lost "
-            f"{self.lost}, duplicated {self.duplicated}, ledger mismatches "
+            f"{self.lost}, duplicated {self.duplicated} ({dict(self.statuses)}), ledger mismatches "
             f"{self.ledger_mismatches}; takeover after SIGKILL {kills} s, after SIGTERM "
             f"{terms} s ({self.leases_taken_over} leases, {self.restarted} restarts); "
             f"provider calls {self.provider_calls}, peak {self.peak_calls_per_second} in 1 s "
@@ -378,6 +380,9 @@ async def run_process_soak(
         ledger = [dict(r) for r in await cluster.conn.fetch(LEDGER_SQL)]
         channels = {channel for _, channel, _ in cluster.places}
         check_jobs(report, cluster.fake, cluster.interactions, channels, rows, ledger)
+        report.statuses.update(str(r["status"]) for r in rows)
+        if report.statuses["cancelled"]:  # nobody cancels and no guild is left here
+            report.problems.append(f"{report.statuses['cancelled']} job(s) cancelled")
         times = cluster.provider_call_times()
         report.provider_calls = len(times)
         report.peak_calls_per_second = peak_in_window(times)
