@@ -228,27 +228,33 @@ class Cluster:
     def live(self) -> list[int]:
         return [i for i, b in enumerate(self.bots) if b.proc is not None]
 
-    async def held(self) -> dict[str, list[int]]:
-        """Unfinished jobs the provider accepted, by lease owner."""
+    async def held(self, *, accepted: bool = False) -> dict[str, list[int]]:
+        """Unfinished jobs by lease owner (`accepted`: only those the provider accepted)."""
         assert self.conn is not None
+        only = " AND provider_job_id IS NOT NULL" if accepted else ""
         rows = await self.conn.fetch(
-            f"SELECT lease_owner, id FROM jobs WHERE {_ACTIVE}"
-            " AND provider_job_id IS NOT NULL AND lease_owner IS NOT NULL ORDER BY id"
+            f"SELECT lease_owner, id FROM jobs WHERE {_ACTIVE}{only}"
+            " AND lease_owner IS NOT NULL ORDER BY id"
         )
         out: dict[str, list[int]] = {}
         for row in rows:
             out.setdefault(row["lease_owner"], []).append(int(row["id"]))
         return out
 
-    async def victim(self, among: Sequence[int], limit: float = 60.0) -> tuple[int, list[int]]:
-        """A process of `among` holding leases on accepted jobs, and those jobs (most first)."""
+    async def victim(
+        self, among: Sequence[int], limit: float = 60.0, *, newer_than: int = 0
+    ) -> int:
+        """The process of `among` holding leases on the most jobs the provider accepted (of
+        those numbered above `newer_than`)."""
         deadline = time.monotonic() + limit
         while True:
-            held = await self.held()
-            choices = [(len(held.get(self.name(i), [])), i) for i in among]
+            held = await self.held(accepted=True)
+            choices = [
+                (sum(1 for j in held.get(self.name(i), []) if j > newer_than), i) for i in among
+            ]
             count, i = max(choices)
             if count:
-                return i, held[self.name(i)]
+                return i
             if time.monotonic() > deadline:
                 raise AssertionError(f"no process of {list(among)} held an accepted job")
             await asyncio.sleep(0.1)
@@ -275,21 +281,25 @@ class Cluster:
                 raise AssertionError(f"{gone}'s jobs {waiting} not taken over in {limit:g} s")
             await asyncio.sleep(0.02)
 
-    async def fault(self, i: int, sig: signal.Signals, job_ids: list[int]) -> float:
-        """Send `sig` to process i; returns the takeover time of `job_ids`."""
+    async def fault(self, i: int, sig: signal.Signals) -> tuple[float, int]:
+        """Send `sig` to process i; returns the takeover time of every lease it held at that
+        moment (see `takeover`) and how many leases that was."""
         bot = self.bots[i]
         assert bot.proc is not None
+        job_ids = (await self.held()).get(self.name(i), [])
         since = time.monotonic()
         bot.proc.send_signal(sig)
         limit = 3 * self.lease_seconds + 30
         took, _ = await asyncio.gather(self.takeover(i, job_ids, since, limit), bot.proc.wait())
         bot.proc = None
-        return took
+        return took, len(job_ids)
 
     # ----- members ----------------------------------------------------------------------
 
-    async def command(self, n: int) -> FakeInteraction:
-        guild, channel, members = self.places[n % len(self.places)]
+    async def command(self, n: int, *, shard: int | None = None) -> FakeInteraction:
+        """/video number `n`, in the n-th guild (of those on `shard`, if given)."""
+        places = [p for p in self.places if shard is None or (p[0] >> 22) % self.count == shard]
+        guild, channel, members = places[n % len(places)]
         options = {"prompt": f"soak {n}", "duration": 4, "resolution": "512x512"}
         inter = await self.fake.send_slash_command(
             guild, channel, self.rng.choice(members), "video", options
@@ -301,6 +311,10 @@ class Cluster:
         for _ in range(count):
             await self.command(len(self.interactions))
             await asyncio.sleep(self.rng.uniform(0.0, pause))
+
+    async def last_job(self) -> int:
+        assert self.conn is not None
+        return int(await self.conn.fetchval("SELECT COALESCE(MAX(id), 0) FROM jobs"))
 
     async def wait_all_terminal(self, limit: float) -> None:
         assert self.conn is not None
@@ -350,11 +364,12 @@ async def run_process_soak(
         third = max(1, jobs // 3)
         await cluster.commands(third)
         # SIGKILL a process that holds leases on jobs the provider accepted.
-        victim, held = await cluster.victim(range(processes))
+        victim = await cluster.victim(range(processes))
         sending = asyncio.create_task(cluster.commands(third))
-        report.sigkill_takeover.append(await cluster.fault(victim, signal.SIGKILL, held))
+        took, leases = await cluster.fault(victim, signal.SIGKILL)
+        report.sigkill_takeover.append(took)
         report.faults["sigkill"] += 1
-        report.leases_taken_over += len(held)
+        report.leases_taken_over += leases
         await sending
         if restart:
             await cluster.start(victim)
@@ -362,11 +377,12 @@ async def run_process_soak(
         # SIGTERM another one: its leases are handed back at once.
         others = [i for i in cluster.live() if i != victim] or cluster.live()
         await cluster.commands(1)
-        stopping, held = await cluster.victim(others)
+        stopping = await cluster.victim(others)
         sending = asyncio.create_task(cluster.commands(jobs - 2 * third - 1))
-        report.sigterm_takeover.append(await cluster.fault(stopping, signal.SIGTERM, held))
+        took, leases = await cluster.fault(stopping, signal.SIGTERM)
+        report.sigterm_takeover.append(took)
         report.faults["sigterm"] += 1
-        report.leases_taken_over += len(held)
+        report.leases_taken_over += leases
         await sending
         if restart:
             await cluster.start(stopping)
