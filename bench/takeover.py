@@ -2,6 +2,7 @@
 
     python bench/takeover.py --kills 20                     # LEASE_SECONDS 20 (the default)
     python bench/takeover.py --kills 3 --lease-seconds 6    # a quick look
+    python bench/takeover.py --kills 20 --signals SIGTERM   # one kind only
 
 N bot processes (`python -m bot run`, default 2, shards i of N) on one PostgreSQL database
 (`--database-url`, else TEST_DATABASE_URL, else a throwaway server from tests/pg_server.py),
@@ -51,7 +52,8 @@ async def run(args: argparse.Namespace, dsn: str, workdir: Path) -> dict[str, li
     started = time.monotonic()
     async with cluster:
         await cluster.start_all()
-        rounds = [signal.SIGKILL] * args.kills + [signal.SIGTERM] * args.kills
+        kinds = [signal.Signals[name] for name in args.signals]
+        rounds = [sig for sig in kinds for _ in range(args.kills)]
         for k, sig in enumerate(rounds):
             i = k % args.processes
             before = await cluster.last_job()
@@ -88,6 +90,9 @@ def main() -> None:
     parser.add_argument("--lease-seconds", type=float, default=20.0)
     parser.add_argument("--jobs-per-round", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--signals", nargs="+", choices=["SIGKILL", "SIGTERM"], default=["SIGKILL", "SIGTERM"]
+    )
     parser.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL"))
     args = parser.parse_args()
     server = None
