@@ -282,6 +282,14 @@ class Settings(BaseSettings):
             return list(range(self.shard_count))
         return None
 
+    def owns_guild(self, guild_id: int) -> bool:
+        """Whether this process's shards get `guild_id`'s events (Discord's routing:
+        shard (guild_id >> 22) % SHARD_COUNT); always, unsharded."""
+        shards = self.shards
+        if shards is None or self.shard_count is None:
+            return True
+        return (guild_id >> 22) % self.shard_count in shards
+
     @property
     def syncs_commands(self) -> bool:
         """Only the process holding shard 0 (or an unsharded one) syncs slash commands."""

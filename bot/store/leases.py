@@ -9,19 +9,22 @@ heartbeat: it extends this process's leases and says which it still holds (a job
 from the answer was taken over, or ended elsewhere, e.g. cancelled). `hold` checks and
 extends one lease inside the caller's transaction (the step that posts a clip: on
 PostgreSQL the UPDATE locks the row until that transaction ends, so no claim can take the
-job in between). `release` hands every lease back at a graceful stop.
+job in between). `release` hands every lease back at a graceful stop, with a NOTIFY per job
+so the others take them on at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
 from bot.db import from_db_time, to_db_time
+from bot.store import wakeups
 from bot.store._conn import Connection, DbOrConn, fetchall, writing
-from bot.store.jobs import _ACTIVE_SQL, JobRecord, _record
+from bot.store.jobs import _ACTIVE_SQL, TERMINAL_STATUSES, JobRecord, _record
 
 _CLAIMABLE = f"{_ACTIVE_SQL} AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)"
 # Held by nobody (or by a process whose lease ran out): what a running process may take over.
@@ -99,23 +102,31 @@ async def hold(conn: Connection, job_id: int, owner: str, *, until: datetime) ->
 
 async def release(target: DbOrConn, owner: str, job_ids: Iterable[int] | None = None) -> int:
     """Hand leases back (all of `owner`'s, or only `job_ids`); with all, the process's
-    `instances` row goes too. Returns how many leases were released."""
+    `instances` row goes too. Each job handed back wakes the other processes (a `new`
+    NOTIFY at commit), so they take it on at once rather than at their next beat.
+    Returns how many leases were released."""
     async with writing(target) as conn:
+        released: list[Any] = []
         if job_ids is not None:
-            count = 0
             for job_id in job_ids:
-                count += await conn.execute(
+                rows = await conn.fetchall(
                     "UPDATE jobs SET lease_owner = NULL, lease_until = NULL"
-                    " WHERE id = ? AND lease_owner = ?",
+                    " WHERE id = ? AND lease_owner = ? RETURNING id, status",
                     (job_id, owner),
                 )
-            return count
-        count = await conn.execute(
-            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
-            (owner,),
-        )
-        await conn.execute("DELETE FROM instances WHERE name = ?", (owner,))
-        return count
+                released += rows
+        else:
+            rows = await conn.fetchall(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
+                " RETURNING id, status",
+                (owner,),
+            )
+            released = list(rows)
+            await conn.execute("DELETE FROM instances WHERE name = ?", (owner,))
+        for row in released:  # finished jobs keep their last owner: no wake-up for those
+            if row["status"] not in TERMINAL_STATUSES:
+                await wakeups.notify(conn, wakeups.NEW, row["id"])
+        return len(released)
 
 
 async def live_instances(src: DbOrConn, *, since: datetime, now: datetime) -> list[InstanceInfo]:

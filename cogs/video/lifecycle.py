@@ -27,10 +27,12 @@ class VideoLifecycle(commands.Cog):
     @commands.Cog.listener()
     async def on_ready(self) -> None:
         # Removed while the bot was down: no GUILD_DELETE came. READY lists every guild the
-        # bot is in (unavailable ones too), so a guild missing here was really left.
+        # bot is in (unavailable ones too), so a guild missing here was really left — if it
+        # is on this process's shards (another process's guilds are never in its READY).
         present = {g.id for g in self.bot.guilds}
         for guild_id in await self.bot.service.guilds_with_jobs() - present:
-            await self.bot.service.stop_jobs_in(guild_id, reason=REASON_GUILD)
+            if self.bot.settings.owns_guild(guild_id):
+                await self.bot.service.stop_jobs_in(guild_id, reason=REASON_GUILD)
 
     @commands.Cog.listener()
     async def on_guild_remove(self, guild: discord.Guild) -> None:

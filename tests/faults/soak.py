@@ -75,9 +75,10 @@ class SoakReport:
 
 
 class BotProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = ROOT) -> None:
         self.env = env
         self.log_path = log_path
+        self.cwd = cwd  # on PostgreSQL the data dir is `data/` here (never the repo root)
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, fake: FakeDiscord, wait: float = 30.0) -> None:
@@ -89,7 +90,7 @@ class BotProcess:
                 "-m",
                 "bot",
                 "run",
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
@@ -258,8 +259,36 @@ def _check(
     report: SoakReport, fake: FakeDiscord, interactions: list[FakeInteraction], data_dir: Path
 ) -> None:
     db = data_dir / "bot.db"
-    jobs = _rows(db, "SELECT id, status, seconds, result_message_id FROM jobs ORDER BY id")
-    ledger = _rows(db, "SELECT job_id, kind, seconds FROM quota_ledger ORDER BY id")
+    jobs = _rows(db, JOBS_SQL)
+    ledger = _rows(db, LEDGER_SQL)
+    channels = {fake.world.channel_id} if fake.world else set()
+    check_jobs(report, fake, interactions, channels, jobs, ledger)
+    orphans = [
+        p
+        for p in data_dir.rglob("*")
+        if p.is_file()
+        and not p.name.startswith("bot.db")
+        and "simulator" not in p.relative_to(data_dir).parts
+    ]
+    report.orphan_files = len(orphans)
+    report.problems.extend(f"orphan file {p.relative_to(data_dir)}" for p in orphans)
+
+
+JOBS_SQL = "SELECT id, status, seconds, result_message_id FROM jobs ORDER BY id"
+LEDGER_SQL = "SELECT job_id, kind, seconds FROM quota_ledger ORDER BY id"
+
+
+def check_jobs(
+    report: SoakReport,
+    fake: FakeDiscord,
+    interactions: list[FakeInteraction],
+    channel_ids: set[int],
+    jobs: list[dict[str, Any]],
+    ledger: list[dict[str, Any]],
+) -> None:
+    """Every job delivered exactly once (one clip message, its `result_message_id`) or ended
+    with a public message and a refund; the ledger balanced. `jobs`/`ledger`: JOBS_SQL and
+    LEDGER_SQL rows, from either backend."""
     report.commands = len(interactions)
     report.unacknowledged = sum(1 for i in interactions if not i.acknowledged)
     report.jobs = len(jobs)
@@ -271,7 +300,7 @@ def _check(
     clips: Counter[int] = Counter()
     clip_ids: dict[int, int] = {}
     texts: dict[int, list[str]] = {}
-    for channel_id in {fake.world.channel_id} if fake.world else set():
+    for channel_id in channel_ids:
         for m in fake.messages(channel_id, include_deleted=True):
             if m.author_id != fake.bot_user_id:
                 continue
@@ -311,15 +340,6 @@ def _check(
     mismatches = check_ledger(jobs, ledger)
     report.ledger_mismatches = len(mismatches)
     report.problems.extend(mismatches)
-    orphans = [
-        p
-        for p in data_dir.rglob("*")
-        if p.is_file()
-        and not p.name.startswith("bot.db")
-        and "simulator" not in p.relative_to(data_dir).parts
-    ]
-    report.orphan_files = len(orphans)
-    report.problems.extend(f"orphan file {p.relative_to(data_dir)}" for p in orphans)
 
 
 def main() -> None:
@@ -328,20 +348,45 @@ def main() -> None:
     parser.add_argument("--jobs-per-cycle", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None)
+    multi = parser.add_argument_group("several processes (tests/faults/soak_processes.py)")
+    multi.add_argument("--processes", type=int, default=0, help="N bot processes (>= 2)")
+    multi.add_argument("--database-url", default=os.environ.get("TEST_DATABASE_URL"))
+    multi.add_argument("--jobs", type=int, default=60, help="/video commands in all")
+    multi.add_argument("--lease-seconds", type=float, default=6.0)
+    multi.add_argument("--requests-per-second", type=float, default=4.0)
     args = parser.parse_args()
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
-        report = asyncio.run(
-            run_soak(
-                workdir, cycles=args.cycles, jobs_per_cycle=args.jobs_per_cycle, seed=args.seed
+        if args.processes:
+            if not args.database_url:
+                parser.error("--processes needs --database-url (or TEST_DATABASE_URL)")
+            from tests.faults.soak_processes import run_process_soak
+
+            report: SoakReport = asyncio.run(
+                run_process_soak(
+                    workdir,
+                    args.database_url,
+                    processes=args.processes,
+                    jobs=args.jobs,
+                    seed=args.seed,
+                    lease_seconds=args.lease_seconds,
+                    requests_per_second=args.requests_per_second,
+                    settle_timeout=max(90.0, 3.0 * args.jobs),
+                )
             )
-        )
+        else:
+            report = asyncio.run(
+                run_soak(
+                    workdir, cycles=args.cycles, jobs_per_cycle=args.jobs_per_cycle, seed=args.seed
+                )
+            )
     print(report.summary())
     for problem in report.problems:
         print("  problem:", problem)
-    sys.exit(1 if report.problems else 0)
+    budget_ok = getattr(report, "budget_ok", True)
+    sys.exit(1 if report.problems or not budget_ok else 0)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from bot.jobs.tracker import JobTracker
 from bot.store import jobs as job_store
 from bot.store import wakeups
 from bot.store.jobs import Status
+from bot.store.leases import lease_of
 from tests.unit.test_tracker_support import (
     FakeProvider,
     RecordingSink,
@@ -160,6 +161,38 @@ async def test_cancel_written_elsewhere_reaches_the_holder_at_once(
     assert await status_of(db_a, job_id) is Status.CANCELLED
     assert await ledger_kinds(db_a, job_id) == ["reserve", "refund"]
     assert sink.completed == {}
+
+
+async def test_leases_handed_back_at_a_graceful_stop_are_claimed_at_once(
+    dbs: tuple[Database, Database], tmp_path: Path
+) -> None:
+    """A SIGTERM hands a's leases back; b takes the jobs on at the NOTIFY, not at its next
+    beat (20 s here). Found by bench/takeover.py: after a SIGTERM the others waited for a
+    beat (up to a third of LEASE_SECONDS)."""
+    db_a, db_b = dbs
+    provider = FakeProvider(job_seconds=30)
+    sink = RecordingSink()
+    a = tracker(db_a, "a", tmp_path, provider, sink)
+    b = tracker(db_b, "b", tmp_path, provider, sink)
+    await a.start()
+    await b.start()
+    try:
+        ids = [await admit(db_a, make_request(f"p{i}"), user_id=i, lease_to=a) for i in range(2)]
+        for job_id in ids:
+            await a.enqueue(job_id)
+        await eventually(lambda: all(a._entries[j].job.status is not Status.PENDING for j in ids))
+        beats = b.leases.beats
+        stopped = time.monotonic()
+        await a.stop()
+        await eventually(lambda: all(j in b._entries for j in ids), within=3)
+        taken = time.monotonic() - stopped
+        assert b.leases.beats == beats  # no heartbeat ran: the NOTIFY woke it
+        for job_id in ids:
+            assert (await lease_of(db_b, job_id))[0] == "b"
+    finally:
+        await a.stop()
+        await b.stop()
+    assert taken < 1.0, taken
 
 
 async def test_listener_reconnects_when_its_connection_drops(
