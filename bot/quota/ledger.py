@@ -18,8 +18,9 @@ The SQL is `bot.store.quotas` (its docstring has the sign convention). `reserve`
 `refund` and `reset_member` take the `conn` of the caller's
 `async with db.transaction() as conn:` (BEGIN IMMEDIATE), which makes the read-check-write
 of a reservation atomic with the caller's job row; on PostgreSQL `reserve` and `reset_member`
-first take the member's lock (and the guild's, when it has a monthly budget:
-`bot.store.quotas.lock_member`), and settle / refund the job's.
+first take the member's lock (`bot.store.quotas.lock_member`), `reserve` locks the guild's
+spend row for the month right before the budget check (`lock_guild_spend`: only the budget
+check is guild-wide), and settle / refund take the job's lock.
 """
 
 from __future__ import annotations
@@ -197,8 +198,10 @@ async def reserve(
             )
         left -= needed
     budget = settings.monthly_budget_usd
-    if budget is not None and snap.guild_month_spend + cost_usd > budget + EPSILON:
-        raise budget_refusal(next_month_start(now))
+    if budget is not None:  # the last check: the guild's reservations queue from here on
+        spend = await ledger.lock_guild_spend(conn, guild_id, month=ledger.month_key(now))
+        if spend + cost_usd > budget + EPSILON:
+            raise budget_refusal(next_month_start(now))
     entry_id = await ledger.insert_entry(
         conn,
         guild_id=guild_id,

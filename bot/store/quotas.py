@@ -126,19 +126,36 @@ async def insert_entry(
 
 
 async def lock_member(conn: Connection, guild_id: int, user_id: int) -> None:
-    """Serialise reservations (PostgreSQL; SQLite's BEGIN IMMEDIATE already does): the
-    member's lock, after the guild's lock, which is exclusive when the guild has a monthly
-    budget (every member's reservation then counts against one figure) and shared otherwise
-    (members of the same guild proceed in parallel). Always guild first, so never a deadlock.
+    """Serialise a member's reservations (PostgreSQL; SQLite's BEGIN IMMEDIATE already does):
+    the member's advisory lock until the transaction ends. A guild's monthly cap is
+    serialised apart, and only around its own check: `lock_guild_spend`.
     """
     if conn.dialect == "sqlite":
         return
-    budget = await conn.fetchval(
-        "SELECT monthly_budget_usd IS NOT NULL FROM guild_settings WHERE guild_id = ?",
-        (guild_id,),
-    )
-    await conn.lock("guild", guild_id, shared=not budget)
     await conn.lock("member", guild_id, user_id)
+
+
+async def lock_guild_spend(conn: Connection, guild_id: int, *, month: str) -> float:
+    """The guild's spend in `month` as committed now, its row locked until the transaction
+    ends (PostgreSQL: `FOR UPDATE`, which waits for and then reads a concurrent
+    reservation's update; the row is created at 0 first when missing, so that the first
+    reservations of a month are serialised too). Take it right before checking the monthly
+    cap: reservations of the guild queue only from there to their COMMIT, and one that did
+    not see the budget (set by an admin meanwhile) does not check it at all. SQLite: the
+    transaction already excludes every other writer; a plain read.
+    """
+    if conn.dialect == "sqlite":
+        return await guild_spend(conn, guild_id, month=month)
+    sql = "SELECT cost_usd FROM quota_guild_spend WHERE guild_id = ? AND month = ? FOR UPDATE"
+    value = await conn.fetchval(sql, (guild_id, month))
+    if value is None:
+        await conn.execute(
+            "INSERT INTO quota_guild_spend (guild_id, month, cost_usd) VALUES (?, ?, 0) "
+            "ON CONFLICT (guild_id, month) DO NOTHING",
+            (guild_id, month),
+        )
+        value = await conn.fetchval(sql, (guild_id, month))
+    return float(value)
 
 
 def reserve_note(raw_seconds: float, weight: float, width: int, height: int) -> str:
