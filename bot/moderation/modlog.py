@@ -346,7 +346,7 @@ class ModLog:
 
     async def _idle_delay(self) -> float:
         delay = self.poll_interval
-        due = await audit_store.next_post_due(self.db)
+        due = await audit_store.next_post_due(self.db, owner=self.owner, now=self.clock())
         if due is not None:
             delay = min(delay, (due - self.clock()).total_seconds())
         if self._next_prune is not None:

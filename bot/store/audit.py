@@ -204,8 +204,17 @@ async def due_posts(
     ]
 
 
-async def next_post_due(target: DbOrConn) -> datetime | None:
-    rows = await fetchall(target, "SELECT MIN(next_try_at) FROM modlog_outbox")
+async def next_post_due(target: DbOrConn, *, owner: str, now: datetime) -> datetime | None:
+    """When `owner` has something to post next: the earliest entry's next try, except that a
+    guild whose outbox lease another process holds (`modlog_leases`) waits for that lease to
+    end — the holder posts it meanwhile, or its lease runs out (it died) and `owner` may."""
+    rows = await fetchall(
+        target,
+        "SELECT MIN(CASE WHEN l.owner <> ? AND l.until > ? AND l.until > o.next_try_at"
+        " THEN l.until ELSE o.next_try_at END)"
+        " FROM modlog_outbox o LEFT JOIN modlog_leases l ON l.guild_id = o.guild_id",
+        (owner, to_db_time(now)),
+    )
     value = rows[0][0] if rows else None
     return from_db_time(value) if value else None
 

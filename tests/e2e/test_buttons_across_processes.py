@@ -47,8 +47,15 @@ def settings_for(provider: FakeByteCompute, pg_url: str) -> dict[str, Any]:
     }
 
 
-async def hand_over(fake: FakeDiscord, tmp_path: Path, shard: int, b: Any, job_id: int,
-                    settings: dict[str, Any], options: dict[str, Any]) -> Any:
+async def hand_over(
+    fake: FakeDiscord,
+    tmp_path: Path,
+    shard: int,
+    b: Any,
+    job_id: int,
+    settings: dict[str, Any],
+    options: dict[str, Any],
+) -> Any:
     """A admits a job, stops (gracefully) while the provider works on it, and B takes the
     job over; returns the job's public status message."""  # fmt: skip
     async with process(fake, tmp_path, shard, "a", **settings) as a:

@@ -17,9 +17,9 @@ Checks (PostgreSQL read with asyncpg): every job delivered exactly once or ended
 public message and a refund, the ledger balanced (`tests.faults.soak.check_jobs`), and the
 provider budget: the peak number of calls in any 1-second window, across all processes,
 from the fake provider's recorded request times, must stay within the configured rate plus
-the token bucket's burst (`bot.jobs.tracker.budget.make_provider_state`: capacity = rate *
-burst_seconds). Until the budget is shared across processes each process spends the whole
-rate, so that last check fails on purpose (see `budget_ok`).
+what the buckets may hold: the processes share the rate (`bot.jobs.tracker.shares`), but
+each bucket keeps at least one call banked (`TokenBucket.capacity`), so the bound is the
+rate + its burst + one call per process (see `budget_allowance`).
 """
 
 from __future__ import annotations
@@ -91,10 +91,11 @@ def peak_in_window(times: Sequence[float], window: float = 1.0) -> int:
     return best
 
 
-def budget_allowance(rate: float) -> float:
-    """Calls one token bucket of `rate`/s may spend in a 1 s window: the rate plus its
-    capacity (rate * burst_seconds, as `make_provider_state` builds it)."""
-    return rate + rate * TrackerSettings().burst_seconds
+def budget_allowance(rate: float, processes: int) -> float:
+    """Calls `processes` buckets sharing `rate`/s may spend in a 1 s window: the rate, the
+    shared burst (rate * burst_seconds, as `make_provider_state` builds it) and the one call
+    each bucket may hold whatever its share (`TokenBucket.capacity` is at least 1)."""
+    return rate + rate * TrackerSettings().burst_seconds + processes
 
 
 class Cluster:
@@ -348,7 +349,7 @@ async def run_process_soak(
     or a role that may CREATE DATABASE); the soak's own database is made beside it."""
     assert processes >= 2, "a takeover needs another live process"
     report = ProcessSoakReport(processes=processes)
-    report.budget_allowance = budget_allowance(requests_per_second)
+    report.budget_allowance = budget_allowance(requests_per_second, processes)
     started = time.monotonic()
     cluster = Cluster(
         workdir,

@@ -18,7 +18,7 @@ from bot.db import Database, utcnow
 from bot.moderation import AuditEntry, ModLog
 from bot.store import audit as audit_store
 from bot.store import modlog_leases
-from tests.unit.test_moderation_modlog import log_entries, setup_channel
+from tests.unit.test_moderation_modlog import log_entries, setup_channel, wait_for
 
 pytestmark = pytest.mark.both_backends  # `db` on SQLite and PostgreSQL (tests/backends.py)
 
@@ -110,3 +110,64 @@ async def test_stop_hands_every_lease_back(db: Database) -> None:
     await modlog.start()
     await modlog.stop()
     assert await modlog_leases.holder(db, GUILDS[1]) is None
+
+
+async def test_a_guild_another_process_holds_is_waited_for_not_spun_on(
+    db: Database, db2: Database
+) -> None:
+    """While another process holds a guild's lease (posting, or dead until its lease runs
+    out), the loop does not retry that guild in a tight loop: it sleeps until the lease ends
+    (or a wake-up / the poll), then posts the guild's entries."""
+    queued = await queue(db)
+    guild = GUILDS[0]
+    now = utcnow()
+    assert await modlog_leases.take(db, guild, "a", now=now, until=now + timedelta(seconds=1.5))
+    poster = SlowPoster()
+    b = ModLog(db2, poster.for_drainer("b"), prune_interval=None, owner="b", batch=50)
+    passes = 0
+    run_once = b.run_once
+
+    async def counted() -> int:
+        nonlocal passes
+        passes += 1
+        return await run_once()
+
+    b.run_once = counted  # type: ignore[method-assign]
+    await b.start()
+    try:
+        await asyncio.sleep(1.0)  # a's lease still live: the other guilds posted, not guild
+        assert len(poster.posts) == 2 * 9
+        assert passes <= 3, f"{passes} passes in 1 s while another process held the lease"
+        await wait_for(lambda: sum(1 for *_, channel in poster.posts if channel == 900) == 9)
+        assert [i for _, i, channel in poster.posts if channel == 900] == queued[guild]
+    finally:
+        await b.stop()
+
+
+async def test_an_entry_queued_during_another_process_pass_is_posted_without_the_poll(
+    db: Database, db2: Database
+) -> None:
+    """b's wake-up for a new entry comes while a holds the guild (mid-pass, after its read):
+    b skips the guild, and a's pass must not end leaving the entry for the 30 s poll."""
+    await queue(db)
+    guild = GUILDS[0]
+    poster = SlowPoster()
+    a = ModLog(db, poster.for_drainer("a"), prune_interval=None, owner="a", batch=50)
+    b = ModLog(db2, poster.for_drainer("b"), prune_interval=None, owner="b", batch=50)
+    a_post = poster.for_drainer("a")
+    late: list[int] = []
+
+    async def post_and_queue(entry: AuditEntry, channel_id: int) -> None:
+        await a_post(entry, channel_id)
+        if not late and channel_id == 900:  # during a's pass over guild: b's member acts
+            late.extend(await log_entries(db2, 1, guild_id=guild))
+            assert await b.run_once() == 2 * 9  # b's wake-up: guild is a's, others b's
+        await asyncio.sleep(0)
+
+    a.poster = post_and_queue
+    await a.start()
+    try:
+        await wait_for(lambda: bool(late) and late[0] in [i for _, i, _ in poster.posts], 3)
+        assert [i for _, i, _ in poster.posts].count(late[0]) == 1
+    finally:
+        await a.stop()
