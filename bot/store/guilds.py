@@ -141,13 +141,16 @@ async def update_guild_settings(
     """Set some settings (`None` restores a field's default); returns the new settings.
 
     Unknown field names raise TypeError; out-of-range values raise pydantic's
-    ValidationError (nothing is written then).
+    ValidationError (nothing is written then). Changes to one guild are serialised (its lock
+    until the transaction ends; SQLite's writer lock already does it), so two made at once
+    both stay: the second reads the row the first wrote.
     """
     unknown = set(fields) - SETTINGS_FIELDS
     if unknown:
         raise TypeError(f"unknown guild setting(s): {', '.join(sorted(unknown))}")
     at = to_db_time(now or utcnow())
     async with writing(target) as conn:
+        await conn.lock("guild_settings", guild_id)
         rows = await conn.fetchall(
             f"SELECT {_COLUMNS} FROM guild_settings WHERE guild_id = ?",  # noqa: S608
             (guild_id,),

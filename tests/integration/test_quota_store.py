@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -104,3 +105,18 @@ async def test_member_rules_reads_settings_override_and_matching_roles_in_one_go
         None,
         [],
     )
+
+
+async def test_two_admins_changing_different_settings_at_once_keep_both(db):
+    """Two processes (or two admins) change different settings of one guild at the same
+    time: the second change waits for the first and builds on it instead of writing back the
+    stale row it read (PostgreSQL lost the first admin's quota before the lock)."""
+    await guilds.update_guild_settings(db, G, retention_days=30)
+    async with db.transaction() as first:
+        await guilds.update_guild_settings(first, G, quota_seconds=120)
+        second = asyncio.create_task(guilds.update_guild_settings(db, G, cooldown_seconds=10))
+        await asyncio.sleep(0.3)  # the second is reading / waiting meanwhile
+        assert not second.done()
+    await asyncio.wait_for(second, 5)
+    s = await guilds.get_guild_settings(db, G)
+    assert (s.quota_seconds, s.cooldown_seconds, s.retention_days) == (120, 10, 30)
