@@ -53,8 +53,15 @@ async def claim(
 ) -> list[JobRecord]:
     """Take up to `limit` claimable jobs (only `job_id` if given), oldest first; returns them
     with their new lease. Call inside a transaction. `include_own=False` leaves the jobs
-    `owner` already holds alone (a job it admitted and is about to enqueue itself)."""
-    lock = " FOR UPDATE SKIP LOCKED" if conn.dialect == "postgresql" else ""
+    `owner` already holds alone (a job it admitted and is about to enqueue itself).
+
+    On PostgreSQL a scan skips rows another transaction has locked (`SKIP LOCKED`: another
+    process is claiming them); one job asked for by id waits for its row instead — another
+    process's beat or cancel may have it for a moment, and skipping it would leave a job
+    this process admitted held here but never driven."""
+    lock = ""
+    if conn.dialect == "postgresql":
+        lock = " FOR UPDATE" if job_id is not None else " FOR UPDATE SKIP LOCKED"
     only = " AND id = ?" if job_id is not None else ""
     params: list[object] = [owner, to_db_time(until), owner, to_db_time(now)]
     if job_id is not None:

@@ -12,7 +12,8 @@ admitting process leases a new job in its admission transaction (`take`), so the
 wake-ups leave it to that process (whose data directory holds its input files). `check`
 guards the step that posts: inside the transaction that records the post, the lease must
 still be this process's, or the step stops without posting or recording. A graceful stop
-hands every lease back at once.
+hands every lease back at once. A job this process holds but has not driven for a whole
+beat (its enqueue was lost) is taken on at that beat.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Leases:
         self._cancels: set[int] = set()
         self._new = False
         self._rescan = False
+        self._untracked: set[int] = set()  # held but not driven at the last beat
+        self.adopted = 0  # such jobs taken on at the next beat (a lost enqueue)
         self.shares = Shares(tracker)  # this process's part of each provider's budget
 
     def _until(self, now: datetime) -> datetime:
@@ -188,7 +191,23 @@ class Leases:
             else:
                 log.info("job %s: taken over; %s stops driving it", job_id, self.owner)
                 self._forget(entry)
+        await self._adopt_untracked(held)
         await self._claim_unheld()
+
+    async def _adopt_untracked(self, held: set[int]) -> None:
+        """Drive the jobs this process holds but has not driven for a whole beat. A job it
+        admitted is enqueued within milliseconds; one still untracked a beat later lost its
+        enqueue (the hand-over failed, or the tracker was not running yet) and would
+        otherwise stay held here, renewed and never run, until a restart."""
+        t = self.tracker
+        untracked = {job_id for job_id in held if job_id not in t._entries}
+        for job_id in sorted(untracked & self._untracked):
+            if t._stopping or job_id in t._entries:
+                continue
+            log.warning("job %s: held by %s but not driven; taking it on", job_id, self.owner)
+            self.adopted += 1
+            await t.resume(job_id)
+        self._untracked = {job_id for job_id in untracked if job_id not in t._entries}
 
     async def _drop_ended(self, job_id: int, entry: Entry, job: JobRecord | None) -> None:
         log.info("job %s: ended elsewhere; %s stops driving it", job_id, self.owner)
