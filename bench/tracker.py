@@ -215,41 +215,48 @@ def scaled_settings(scale: float, budget: float, jobs: int, idle_share: float | 
     )
 
 
+class TimingSink:
+    """The tracker's delivery side for the benchmarks: when each job ended; `all_done` is set
+    once `expected` jobs have."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.done: dict[int, float] = {}
+        self.failed: dict[int, str] = {}
+        self.all_done = asyncio.Event()
+
+    def _finish(self) -> None:
+        if len(self.done) + len(self.failed) >= self.expected:
+            self.all_done.set()
+
+    async def job_queued(self, job: Any, position: int) -> None:
+        return None
+
+    async def job_started(self, job: Any) -> None:
+        return None
+
+    async def job_progress(self, job: Any, progress: Any, eta: Any) -> None:
+        return None
+
+    async def job_completed(self, job: Any, clip: Path, *, maybe_posted: bool) -> Any:
+        from bot.jobs.tracker import DeliveryReceipt
+
+        self.done[job.id] = time.monotonic()
+        self._finish()
+        return DeliveryReceipt(channel_id=1, message_id=job.id)
+
+    async def job_ended(self, job: Any, outcome: str, reason: str) -> None:
+        self.failed[job.id] = f"{outcome}: {reason}"
+        self._finish()
+
+
 async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]:
     import httpx
 
     from bot.db import Database, utcnow
-    from bot.jobs.tracker import DeliveryReceipt, JobTracker
+    from bot.jobs.tracker import JobTracker
     from bot.providers.bytecompute import ByteComputeProvider
     from bot.store import jobs as store
-
-    class Sink:
-        def __init__(self) -> None:
-            self.done: dict[int, float] = {}
-            self.failed: dict[int, str] = {}
-            self.all_done = asyncio.Event()
-
-        def _finish(self, job_id: int) -> None:
-            if len(self.done) + len(self.failed) >= args.jobs:
-                self.all_done.set()
-
-        async def job_queued(self, job: Any, position: int) -> None:
-            return None
-
-        async def job_started(self, job: Any) -> None:
-            return None
-
-        async def job_progress(self, job: Any, progress: Any, eta: Any) -> None:
-            return None
-
-        async def job_completed(self, job: Any, clip: Path, *, maybe_posted: bool) -> Any:
-            self.done[job.id] = time.monotonic()
-            self._finish(job.id)
-            return DeliveryReceipt(channel_id=1, message_id=job.id)
-
-        async def job_ended(self, job: Any, outcome: str, reason: str) -> None:
-            self.failed[job.id] = f"{outcome}: {reason}"
-            self._finish(job.id)
 
     cpu0, _ = usage()
     with tempfile.TemporaryDirectory(prefix="bench-tracker-") as tmp:
@@ -258,7 +265,7 @@ async def run_tracker(base_url: str, args: argparse.Namespace) -> dict[str, Any]
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with httpx.AsyncClient(timeout=30, limits=limits) as client:
             provider = Counting(ByteComputeProvider(client, api_key=API_KEY, base_url=base_url))
-            sink = Sink()
+            sink = TimingSink(args.jobs)
             settings = scaled_settings(args.time_scale, args.budget, args.jobs, args.idle_share)
             tracker = JobTracker(
                 db, {"bytecompute": provider}, data_dir=Path(tmp), sink=sink, settings=settings

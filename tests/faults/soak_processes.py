@@ -31,7 +31,7 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -361,33 +361,34 @@ async def run_process_soak(
         seed=seed,
     )
     async with cluster:
+
+        async def fault(candidates: Iterable[int], sig: signal.Signals, commands: int) -> int:
+            """Signal a process holding leases on accepted jobs while `commands` more are
+            sent; restart it (with `restart`). Returns which process it was."""
+            victim = await cluster.victim(candidates)
+            sending = asyncio.create_task(cluster.commands(commands))
+            took, leases = await cluster.fault(victim, sig)
+            takeovers = (
+                report.sigkill_takeover if sig == signal.SIGKILL else report.sigterm_takeover
+            )
+            takeovers.append(took)
+            report.faults[sig.name.lower()] += 1
+            report.leases_taken_over += leases
+            await sending
+            if restart:
+                await cluster.start(victim)
+                report.restarted += 1
+            return victim
+
         await cluster.start_all()
         third = max(1, jobs // 3)
         await cluster.commands(third)
         # SIGKILL a process that holds leases on jobs the provider accepted.
-        victim = await cluster.victim(range(processes))
-        sending = asyncio.create_task(cluster.commands(third))
-        took, leases = await cluster.fault(victim, signal.SIGKILL)
-        report.sigkill_takeover.append(took)
-        report.faults["sigkill"] += 1
-        report.leases_taken_over += leases
-        await sending
-        if restart:
-            await cluster.start(victim)
-            report.restarted += 1
+        killed = await fault(range(processes), signal.SIGKILL, third)
         # SIGTERM another one: its leases are handed back at once.
-        others = [i for i in cluster.live() if i != victim] or cluster.live()
         await cluster.commands(1)
-        stopping = await cluster.victim(others)
-        sending = asyncio.create_task(cluster.commands(jobs - 2 * third - 1))
-        took, leases = await cluster.fault(stopping, signal.SIGTERM)
-        report.sigterm_takeover.append(took)
-        report.faults["sigterm"] += 1
-        report.leases_taken_over += leases
-        await sending
-        if restart:
-            await cluster.start(stopping)
-            report.restarted += 1
+        others = [i for i in cluster.live() if i != killed] or cluster.live()
+        await fault(others, signal.SIGTERM, jobs - 2 * third - 1)
         await cluster.wait_all_terminal(settle_timeout)
         await asyncio.sleep(1.0)  # final edits after the terminal commit
         for i in cluster.live():
