@@ -285,11 +285,10 @@ async def test_429_storm_is_ridden_out_within_retry_after(fake, client, db, data
     # already on their way when the first 429 came back cannot be stopped (on PostgreSQL the
     # jobs' DB work runs in parallel, so up to all six submits go out together, spread by
     # however busy the machine is); but every call after the six limited ones, i.e. every
-    # retry, came at least one Retry-After pause after the first 429.
+    # retry, came at least one Retry-After pause after the first 429. (How the six limited
+    # calls themselves spread is not checked: after one pause two calls may go before the
+    # next 429 comes back, so their span says nothing about the pauses; it broke under load.)
     assert later and all(t - limited[0] >= 0.15 for t in later)
-    burst = [t for t in limited if t - limited[0] <= 0.03]
-    if len(burst) <= 2:
-        assert limited[-1] - limited[0] >= 0.15 * 2
 
 
 async def test_expiry_and_provider_failure(fake, client, db, data_dir) -> None:
