@@ -31,12 +31,16 @@ class SqliteConnection(Connection):
         await raw.execute("PRAGMA foreign_keys = ON")
         return cls(raw)
 
+    # One trip to aiosqlite's thread per statement: `execute` returns the cursor after
+    # running it (rowcount is set; closing it would be a second trip, the garbage collector
+    # does it) and `execute_fetchall` runs and fetches in one. `async with execute() as
+    # cursor` took three trips (run, fetch, close) and cut reservations/s by more than half.
     async def execute(self, sql: str, params: Params = ()) -> int:
         try:
-            async with self.raw.execute(sql, params) as cursor:
-                return int(cursor.rowcount)
+            cursor = await self.raw.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
+        return int(cursor.rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
@@ -46,8 +50,7 @@ class SqliteConnection(Connection):
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         try:
-            async with self.raw.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+            return list(await self.raw.execute_fetchall(sql, params))
         except sqlite3.IntegrityError as exc:  # INSERT … RETURNING
             raise IntegrityError(str(exc)) from exc
 
