@@ -194,11 +194,12 @@ async def _check(settings: Settings) -> int:
 
 
 async def _check_processes(settings: Settings) -> list[tuple[str, bool, str]]:
-    """One row per live process (a heartbeat within LEASE_SECONDS): shards, jobs held."""
+    """One row per live process (a heartbeat within LEASE_SECONDS): shards, jobs held, its
+    part of each provider's request budget."""
     from datetime import timedelta
 
     from bot.db import utcnow
-    from bot.store import leases
+    from bot.store import leases, shares
 
     if not settings.uses_postgresql and not settings.database_path.exists():
         return []
@@ -210,6 +211,7 @@ async def _check_processes(settings: Settings) -> list[tuple[str, bool, str]]:
             now = utcnow()
             since = now - timedelta(seconds=settings.lease_seconds)
             live = await leases.live_instances(db, since=since, now=now)
+            parts = await shares.shares_by_owner(db) if await db.schema_version() >= 10 else {}
         finally:
             await db.close()
     except Exception as exc:
@@ -219,9 +221,11 @@ async def _check_processes(settings: Settings) -> list[tuple[str, bool, str]]:
     for info in live:
         age = (now - info.heartbeat_at).total_seconds()
         shards = f"shards {info.shards}" if info.shards else "all shards"
+        budget = ", ".join(f"{p} {s:.0%}" for p, s in parts.get(info.name, {}).items())
         rows.append(
             (f"process {info.name}", True,
-             f"{shards}; holds {info.jobs} job(s); last heartbeat {age:.0f} s ago")
+             f"{shards}; holds {info.jobs} job(s); last heartbeat {age:.0f} s ago"
+             + (f"; budget share {budget}" if budget else ""))
         )  # fmt: skip
     return rows
 

@@ -65,3 +65,14 @@ async def all_shares(src: DbOrConn, provider: str) -> dict[str, float]:
         src, "SELECT owner, share FROM provider_shares WHERE provider = ?", (provider,)
     )
     return {r["owner"]: float(r["share"]) for r in rows}
+
+
+async def shares_by_owner(src: DbOrConn) -> dict[str, dict[str, float]]:
+    """Each process's part of every provider's budget (`check`)."""
+    rows = await fetchall(
+        src, "SELECT owner, provider, share FROM provider_shares ORDER BY owner, provider"
+    )
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        out.setdefault(r["owner"], {})[r["provider"]] = float(r["share"])
+    return out

@@ -168,7 +168,7 @@ async def test_check_lists_the_live_processes(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
     from bot.db import Database
-    from bot.store import leases
+    from bot.store import leases, shares
     from tests.unit.test_tracker_support import admit, make_request
 
     code, _, _ = await run_cli(tmp_path, "migrate")
@@ -183,6 +183,8 @@ async def test_check_lists_the_live_processes(tmp_path: Path) -> None:
         await leases.renew(db, "bot-gone", shards="2", now=now - lease * 2, until=now - lease)
         async with db.transaction() as conn:
             await leases.claim(conn, "bot-a", now=now, until=now + lease)
+            await shares.put(conn, "bytecompute", "bot-a", share=0.25, demand=2, now=now)
+            await shares.put(conn, "leonardo", "bot-a", share=1.0, demand=0, now=now)
     finally:
         await db.close()
     code, out, _ = await run_cli(tmp_path, "check")
@@ -190,4 +192,6 @@ async def test_check_lists_the_live_processes(tmp_path: Path) -> None:
     rows = {line.split("  ")[0].strip(): line for line in out.splitlines()}
     assert "1 live: bot-a" in rows["processes"]
     assert "shards 0,1; holds 2 job(s)" in rows["process bot-a"]
+    # Its part of each provider's request budget (bot.jobs.tracker.shares).
+    assert "budget share bytecompute 25%, leonardo 100%" in rows["process bot-a"]
     assert "bot-gone" not in out  # no heartbeat within LEASE_SECONDS
