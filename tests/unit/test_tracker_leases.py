@@ -303,3 +303,25 @@ async def test_a_held_job_whose_enqueue_was_lost_is_taken_on_at_the_next_beat(
         await a.stop()
     assert sink.completed == {job_id: 1}
     assert await status_of(db, job_id) is Status.DELIVERED
+
+
+async def test_a_held_job_waiting_for_its_resume_retry_is_left_to_it(
+    db: Database, db2: Database, tmp_path: Path
+) -> None:
+    """A job whose resume failed waits for its own retry (with its failure count, which in
+    the end fails and refunds it): the beat does not start a second resume beside it."""
+    provider = FakeProvider(job_seconds=0.1)
+    sink = RecordingSink()
+    a, _ = two_trackers(db, db2, tmp_path, provider, sink, lease_seconds=60)
+    await a.start()
+    retry = asyncio.create_task(asyncio.sleep(60))
+    try:
+        job_id = await admit(db, make_request("retrying"), lease_to=a)
+        retry.set_name(f"job-{job_id}-resume")  # as recovery.resume names its retry
+        a._resume_retries.add(retry)
+        for _ in range(3):
+            await a.leases.beat()
+        assert job_id not in a._entries and a.leases.adopted == 0
+    finally:
+        retry.cancel()
+        await a.stop()

@@ -100,6 +100,12 @@ async def resume(
     t._wake.set()
 
 
+def retrying(tracker: JobTracker) -> set[int]:
+    """Ids of the jobs waiting for a resume retry (`resume` schedules them, by name)."""
+    names = (task.get_name() for task in tracker._resume_retries if not task.done())
+    return {int(n.split("-")[1]) for n in names if n.startswith("job-") and n.endswith("-resume")}
+
+
 async def _resume_later(tracker: JobTracker, job_id: int, failures: int, delay: float) -> None:
     await asyncio.sleep(delay)
     if tracker._started and not tracker._stopping and job_id not in tracker._entries:
