@@ -5,35 +5,19 @@ long form with `--runslow`, or `python -m tests.faults.soak --processes 3 --data
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.backends import PgCluster
 from tests.faults.soak_processes import ProcessSoakReport, peak_in_window, run_process_soak
-from tests.pg_server import PgServer, PgUnavailable
 
 
-@pytest.fixture(scope="module")
-def server_dsn() -> object:
-    """A superuser DSN: TEST_DATABASE_URL, or a throwaway server (tests/backends.py's rule)."""
-    dsn = os.environ.get("TEST_DATABASE_URL")
-    if dsn:
-        yield dsn
-        return
-    reason = os.environ.get("TEST_DATABASE_SKIP_REASON")
-    if reason:
-        pytest.skip(f"several processes need PostgreSQL: {reason}")
-    server = PgServer()
-    try:
-        dsn = server.start()
-    except PgUnavailable as exc:
-        server.stop()
-        pytest.skip(f"several processes need PostgreSQL: {exc}")
-    try:
-        yield dsn
-    finally:
-        server.stop()
+@pytest.fixture
+def server_dsn(pg_cluster: PgCluster) -> str:
+    """A superuser DSN on the session's PostgreSQL server (tests/backends.py: skipped, and
+    saying why, only when no server can be had); the soak makes its own database there."""
+    return pg_cluster.dsn
 
 
 def _assert_clean(report: ProcessSoakReport) -> None:
