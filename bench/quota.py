@@ -34,13 +34,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 
 from bot import quota
 from bot.db import Database, to_db_time
 from bot.store import guilds as guild_store
+from tests.backends import scratch_database
 
 GUILD = 1
 ROLES = (10, 11, 12)
@@ -156,23 +154,16 @@ def process_main(url: str, queue: list[tuple[int, int]], args: argparse.Namespac
 
 
 @asynccontextmanager
-async def scratch_database(args: argparse.Namespace) -> AsyncIterator[str]:
+async def bench_database(args: argparse.Namespace) -> AsyncIterator[str]:
     """The URL to run on: a SQLite file in a temp dir, or a scratch PostgreSQL database."""
     if not args.database_url:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{Path(tmp) / 'bench.db'}"
         return
-    name = f"ltx_bench_{os.getpid()}"
-    admin = await asyncpg.connect(args.database_url)
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield urlunsplit(urlsplit(args.database_url)._replace(path=f"/{name}"))
-        finally:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with scratch_database(
+        args.database_url, f"ltx_bench_{os.getpid()}", migrate=False
+    ) as url:
+        yield url
 
 
 def run_processes(
@@ -198,7 +189,7 @@ def run_processes(
 
 
 async def run(args: argparse.Namespace) -> float:
-    async with scratch_database(args) as url:
+    async with bench_database(args) as url:
         job_ids = await prepare(url, args)
         queue = list(enumerate(job_ids))
         if args.processes == 1:  # in this process, as before

@@ -29,7 +29,6 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -47,40 +46,7 @@ from bench.tracker import (  # noqa: E402
     scaled_settings,
     usage,
 )
-
-
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-
-
-async def create_database(admin_dsn: str) -> str:
-    import asyncpg
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    from bot.db import Database
-
-    url = with_database(admin_dsn, name)
-    db = await Database.open(url)
-    await db.migrate()
-    await db.close()
-    return url
-
-
-async def drop_database(admin_dsn: str, url: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        name = urlsplit(url).path.lstrip("/")
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
+from tests.backends import create_database, drop_database  # noqa: E402
 
 # ----- one bot process ------------------------------------------------------------------------
 
@@ -167,7 +133,7 @@ async def _worker(
 
 
 def run(args: argparse.Namespace, admin_dsn: str) -> dict[str, Any]:
-    url = asyncio.run(create_database(admin_dsn))
+    url = asyncio.run(create_database(admin_dsn, f"bench_{uuid.uuid4().hex[:10]}"))
     server = FakeServer(args.seed, args.min_job, args.max_job, args.time_scale)
     ctx = mp.get_context("spawn")
     go = ctx.Event()

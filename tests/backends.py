@@ -16,6 +16,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -54,6 +55,48 @@ def with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+async def _admin(dsn: str, *statements: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def create_database(server_dsn: str, name: str, *, migrate: bool = True) -> str:
+    """A new database `name` (replacing one of that name) on the server of `server_dsn` (a
+    role that may CREATE DATABASE), migrated unless told not to; returns its URL."""
+    await _admin(
+        server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"
+    )
+    url = with_database(server_dsn, name)
+    if migrate:
+        db = await Database.open(url, pool_size=1)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+    return url
+
+
+async def drop_database(server_dsn: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    await _admin(server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@asynccontextmanager
+async def scratch_database(
+    server_dsn: str, name: str, *, migrate: bool = True
+) -> AsyncIterator[str]:
+    """`create_database` for the block, dropped after it (benchmarks, the process soak)."""
+    url = await create_database(server_dsn, name, migrate=migrate)
+    try:
+        yield url
+    finally:
+        await drop_database(server_dsn, url)
+
+
 class PgCluster:
     """A PostgreSQL server for this session and its migrated test database.
 
@@ -71,23 +114,8 @@ class PgCluster:
         self._names = itertools.count(1)
         self._reset_sql = ""
 
-    async def _admin(self, *statements: str, url: str | None = None) -> None:
-        conn = await asyncpg.connect(url or self.dsn)
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
     async def build(self) -> None:
-        await self._admin(
-            f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)", f"CREATE DATABASE {self.name}"
-        )
-        db = await Database.open(self.url, pool_size=1)
-        try:
-            await db.migrate()
-        finally:
-            await db.close()
+        await create_database(self.dsn, self.name)
         conn = await asyncpg.connect(self.url)
         try:
             tables = [
@@ -118,18 +146,17 @@ class PgCluster:
 
     async def fresh(self) -> str:
         """The test database, emptied to its just-migrated state; returns its URL."""
-        await self._admin(self._reset_sql, url=self.url)
+        await _admin(self.url, self._reset_sql)
         return self.url
 
     async def create(self) -> str:
         """A new, empty database (no migrations); returns its URL."""
         name = f"ltx_t_{os.getpid()}_{next(self._names)}"
-        await self._admin(f"CREATE DATABASE {name} TEMPLATE template0")
+        await _admin(self.dsn, f"CREATE DATABASE {name} TEMPLATE template0")
         return with_database(self.dsn, name)
 
     async def drop(self, url: str) -> None:
-        name = urlsplit(url).path.lstrip("/")
-        await self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await drop_database(self.dsn, url)
 
 
 @pytest.fixture(scope="session")
@@ -151,7 +178,7 @@ def pg_cluster() -> Iterator[PgCluster]:
         _run(cluster.build)
         yield cluster
     finally:
-        _run(lambda: cluster._admin(f"DROP DATABASE IF EXISTS {cluster.name} WITH (FORCE)"))
+        _run(lambda: cluster.drop(cluster.url))
         if server is not None:
             server.stop()
 

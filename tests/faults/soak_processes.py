@@ -37,9 +37,8 @@ from pathlib import Path
 
 import asyncpg
 
-from bot.db import Database
 from bot.jobs.tracker import TrackerSettings
-from tests.backends import with_database
+from tests.backends import create_database, drop_database, with_database
 from tests.fakes.bytecompute_server import FakeByteCompute
 from tests.fakes.discord_server import FakeDiscord, FakeInteraction
 from tests.faults.conftest import TERMINAL
@@ -118,7 +117,8 @@ class Cluster:
         self.lease_seconds = lease_seconds
         self.rps = requests_per_second
         self.rng = random.Random(seed)
-        self.dsn = with_database(server_dsn, f"soak_{secrets.token_hex(4)}")
+        self._dbname = f"soak_{secrets.token_hex(4)}"
+        self.dsn = with_database(server_dsn, self._dbname)
         self._server_dsn = server_dsn
         self.fake = FakeDiscord()
         low, high = job_seconds
@@ -133,12 +133,7 @@ class Cluster:
         return f"bot-{i}"
 
     async def __aenter__(self) -> Cluster:
-        await self._admin(f"CREATE DATABASE {self._dbname}")
-        db = await Database.open(self.dsn, pool_size=1)
-        try:
-            await db.migrate()
-        finally:
-            await db.close()
+        await create_database(self._server_dsn, self._dbname)
         self.conn = await asyncpg.connect(self.dsn)
         await self.fake.start()
         await self.provider.start()
@@ -164,18 +159,7 @@ class Cluster:
         from bot.discord_api import DISCORD_API_BASE, apply_api_base
 
         apply_api_base(DISCORD_API_BASE)
-        await self._admin(f"DROP DATABASE IF EXISTS {self._dbname} WITH (FORCE)")
-
-    @property
-    def _dbname(self) -> str:
-        return self.dsn.rsplit("/", 1)[1]
-
-    async def _admin(self, statement: str) -> None:
-        conn = await asyncpg.connect(self._server_dsn)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
+        await drop_database(self._server_dsn, self.dsn)
 
     def _env(self, i: int) -> dict[str, str]:
         skip = ("BYTECOMPUTE", "LEONARDO", "LTX_", "SHARD", "INSTANCE", "LEASE", "PROVIDER_")
