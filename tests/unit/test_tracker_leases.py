@@ -127,7 +127,12 @@ def two_trackers(
 
 async def crash(tracker: JobTracker) -> None:
     """A process killed: every task stops, nothing is handed back or written."""
-    tasks = [tracker._dispatcher, tracker.leases._task, *tracker._tasks, *tracker._resume_retries]
+    tasks = [
+        tracker._dispatcher,
+        tracker.leases._task,
+        *tracker._tasks,
+        *tracker._resume_retries.values(),
+    ]
     for task in tasks:
         if task is not None:
             task.cancel()
@@ -317,8 +322,7 @@ async def test_a_held_job_waiting_for_its_resume_retry_is_left_to_it(
     retry = asyncio.create_task(asyncio.sleep(60))
     try:
         job_id = await admit(db, make_request("retrying"), lease_to=a)
-        retry.set_name(f"job-{job_id}-resume")  # as recovery.resume names its retry
-        a._resume_retries.add(retry)
+        a._resume_retries[job_id] = retry  # as recovery.resume keeps its retry
         for _ in range(3):
             await a.leases.beat()
         assert job_id not in a._entries and a.leases.adopted == 0

@@ -92,7 +92,7 @@ class JobTracker:
         self._next_sweep = 0.0
         self._notifier: asyncio.Task[Any] | None = None
         self._task_kinds: dict[asyncio.Task[Any], str] = {}
-        self._resume_retries: set[asyncio.Task[None]] = set()
+        self._resume_retries: dict[int, asyncio.Task[None]] = {}  # by job id
         self.stats: dict[str, int] = {"submit": 0, "poll": 0, "download": 0, "cancel": 0}
 
     # ----- public API ------------------------------------------------------------------
@@ -126,11 +126,13 @@ class JobTracker:
         self._stopping = True
         self._wake.set()
         await self.leases.stop(release=False)  # beats end; the leases go back at the end
-        for retry in self._resume_retries:
+        for retry in self._resume_retries.values():
             retry.cancel()
         if self._dispatcher is not None:
             self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, *self._resume_retries, return_exceptions=True)
+            await asyncio.gather(
+                self._dispatcher, *self._resume_retries.values(), return_exceptions=True
+            )
         tasks = set(self._tasks)
         if tasks:
             loop = asyncio.get_running_loop()

@@ -24,7 +24,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from bot.jobs.tracker import recovery
 from bot.jobs.tracker.entry import Entry, Stop
 from bot.jobs.tracker.shares import Shares
 from bot.scheduling import create_task
@@ -201,9 +200,10 @@ class Leases:
         enqueue (the hand-over failed, or the tracker was not running yet) and would
         otherwise stay held here, renewed and never run, until a restart."""
         t = self.tracker
-        waiting = recovery.retrying(t)  # their resume failed and is retried later: not lost
-        untracked = {
-            job_id for job_id in held if job_id not in t._entries and job_id not in waiting
+        untracked = {  # a job whose resume failed waits for its retry: not lost
+            job_id
+            for job_id in held
+            if job_id not in t._entries and job_id not in t._resume_retries
         }
         for job_id in sorted(untracked & self._untracked):
             if t._stopping or job_id in t._entries:

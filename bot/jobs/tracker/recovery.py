@@ -94,16 +94,15 @@ async def resume(
             retry = create_task(
                 _resume_later(t, job_id, failures, delay), name=f"job-{job_id}-resume"
             )
-            t._resume_retries.add(retry)
-            retry.add_done_callback(t._resume_retries.discard)
+            t._resume_retries[job_id] = retry
+
+            def forget(done: asyncio.Task[None]) -> None:
+                if t._resume_retries.get(job_id) is done:  # not a newer retry of the job
+                    del t._resume_retries[job_id]
+
+            retry.add_done_callback(forget)
         return
     t._wake.set()
-
-
-def retrying(tracker: JobTracker) -> set[int]:
-    """Ids of the jobs waiting for a resume retry (`resume` schedules them, by name)."""
-    names = (task.get_name() for task in tracker._resume_retries if not task.done())
-    return {int(n.split("-")[1]) for n in names if n.startswith("job-") and n.endswith("-resume")}
 
 
 async def _resume_later(tracker: JobTracker, job_id: int, failures: int, delay: float) -> None:
