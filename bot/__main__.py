@@ -206,12 +206,13 @@ async def _check_processes(settings: Settings) -> list[tuple[str, bool, str]]:
     try:
         db = await Database.open(settings.database_target)
         try:
-            if await db.schema_version() < 8:  # before the leases migration: none to list
+            version = await db.schema_version()
+            if version < 8:  # before the leases migration: none to list
                 return []
             now = utcnow()
             since = now - timedelta(seconds=settings.lease_seconds)
             live = await leases.live_instances(db, since=since, now=now)
-            parts = await shares.shares_by_owner(db) if await db.schema_version() >= 10 else {}
+            parts = await shares.shares_by_owner(db) if version >= 10 else {}
         finally:
             await db.close()
     except Exception as exc:

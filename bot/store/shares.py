@@ -59,14 +59,6 @@ async def give_back(target: DbOrConn, owner: str) -> int:
         return await conn.execute("DELETE FROM provider_shares WHERE owner = ?", (owner,))
 
 
-async def all_shares(src: DbOrConn, provider: str) -> dict[str, float]:
-    """Every recorded share of a provider, by process (tests, `check`)."""
-    rows = await fetchall(
-        src, "SELECT owner, share FROM provider_shares WHERE provider = ?", (provider,)
-    )
-    return {r["owner"]: float(r["share"]) for r in rows}
-
-
 async def shares_by_owner(src: DbOrConn) -> dict[str, dict[str, float]]:
     """Each process's part of every provider's budget (`check`)."""
     rows = await fetchall(
@@ -76,3 +68,9 @@ async def shares_by_owner(src: DbOrConn) -> dict[str, dict[str, float]]:
     for r in rows:
         out.setdefault(r["owner"], {})[r["provider"]] = float(r["share"])
     return out
+
+
+async def all_shares(src: DbOrConn, provider: str) -> dict[str, float]:
+    """Every recorded share of one provider, by process (tests)."""
+    by_owner = await shares_by_owner(src)
+    return {owner: parts[provider] for owner, parts in by_owner.items() if provider in parts}
