@@ -171,7 +171,8 @@ async def _check(settings: Settings) -> int:
             providers = build_providers(settings, client, Path(tmp))
             for name, provider in providers.items():
                 try:
-                    result = await asyncio.wait_for(provider.check(), timeout=30)
+                    async with asyncio.timeout(30):
+                        result = await provider.check()
                     rows.append((f"provider {name}", result.ok, result.detail))
                 except Exception as exc:
                     rows.append((f"provider {name}", False, f"{type(exc).__name__}: {exc}"))

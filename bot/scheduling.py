@@ -34,3 +34,22 @@ def exponential_backoff(attempt: int, base: float, cap: float) -> float:
     """Seconds to wait after the `attempt`-th consecutive failure (1-based): base · 2^(n-1),
     at most `cap`. Callers add their own jitter where many waiters must not wake together."""
     return float(min(cap, base * 2.0 ** max(attempt - 1, 0)))
+
+
+async def wait_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` pass; True if it was set.
+
+    Every background loop sleeps on this, never on `asyncio.wait_for(event.wait(), …)`:
+    on Python 3.11 wait_for returns normally when its task is cancelled in the same tick as
+    the event is set, so the cancellation is lost and a loop stopped by `task.cancel()`
+    goes round for ever. `asyncio.timeout` keeps an outside cancellation apart from its
+    own expiry.
+    """
+    if event.is_set():
+        return True
+    try:
+        async with asyncio.timeout(max(0.0, seconds)):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True

@@ -29,7 +29,7 @@ from bot.media.errors import MediaError
 from bot.media.poster import poster_jpeg
 from bot.moderation.audit import Change, admin_change, listen, unlisten
 from bot.moderation.retention import prune_all
-from bot.scheduling import create_task, exponential_backoff
+from bot.scheduling import create_task, exponential_backoff, wait_event
 from bot.store import audit as audit_store
 from bot.store import modlog_leases
 from bot.store.audit import AuditEntry
@@ -160,7 +160,8 @@ class ModLog:
         self._stopping = True
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(task), grace)
+            async with asyncio.timeout(grace):
+                await asyncio.shield(task)
         except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -277,7 +278,8 @@ class ModLog:
                 poster = self.poster
                 if poster is None:  # detached mid-pass (the cog unloaded): try again later
                     break
-                await asyncio.wait_for(poster(entry, item.channel_id), self.post_timeout)
+                async with asyncio.timeout(self.post_timeout):
+                    await poster(entry, item.channel_id)
             except PermanentPostError as exc:
                 log.warning(
                     "mod-log: dropping audit entry %d for guild %d: %s", entry.id, guild_id, exc
@@ -331,8 +333,7 @@ class ModLog:
             if self._stopping:
                 break
             delay = 0.0 if posted >= self.batch else await self._idle_delay()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_event(self._wake, delay)
 
     async def _maybe_prune(self) -> None:
         if self.prune_interval is None:

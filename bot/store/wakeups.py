@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from bot.scheduling import wait_event
 from bot.store._conn import Connection
 from bot.store._postgres import RawConnection
 
@@ -69,9 +70,7 @@ class Listener:
         passed: then it keeps trying in the background)."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="db-listener")
-        try:
-            await asyncio.wait_for(self.connected.wait(), wait_seconds)
-        except TimeoutError:
+        if not await wait_event(self.connected, wait_seconds):
             log.warning("LISTEN %s: not connected after %.0fs; retrying", CHANNEL, wait_seconds)
 
     async def stop(self) -> None:
@@ -118,7 +117,5 @@ class Listener:
     async def _watch(self, conn: RawConnection, lost: asyncio.Event) -> None:
         """Return when the connection is gone: closed by the server, or a ping unanswered."""
         while not lost.is_set():
-            try:
-                await asyncio.wait_for(lost.wait(), self.ping_seconds)
-            except TimeoutError:
+            if not await wait_event(lost, self.ping_seconds):
                 await conn.fetchval("SELECT 1", timeout=self.ping_seconds)

@@ -154,9 +154,8 @@ class AnimateCog(commands.Cog):
         if policy.is_own(interaction.user.id, source.author_id, source.author_kind):
             return None
         try:
-            allowed = await asyncio.wait_for(
-                policy.others_allowed(self.bot.db, source.guild_id), wait
-            )
+            async with asyncio.timeout(wait):
+                allowed = await policy.others_allowed(self.bot.db, source.guild_id)
         except TimeoutError:
             log.warning("reading the Animate setting took over %s s; checking at submit", wait)
             return None

@@ -18,7 +18,7 @@ import discord
 
 from bot.db import utcnow
 from bot.jobs import JobRecord
-from bot.scheduling import create_task
+from bot.scheduling import create_task, wait_event
 from cogs.ui import text as render
 from cogs.video.buttons import cancel_view
 from cogs.video.common import NO_MENTIONS, header_of
@@ -96,9 +96,7 @@ class StatusBoard:
             )
             live.ready.set()
             self.live[job.id] = live
-        try:
-            await asyncio.wait_for(live.ready.wait(), READY_TIMEOUT_S)
-        except TimeoutError:
+        if not await wait_event(live.ready, READY_TIMEOUT_S):
             log.warning("job %s: status message not ready; updating anyway", job.id)
         return live
 

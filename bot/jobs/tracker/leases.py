@@ -19,14 +19,13 @@ beat (its enqueue was lost) is taken on at that beat.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot.jobs.tracker.entry import Entry, Stop
 from bot.jobs.tracker.shares import Shares
-from bot.scheduling import create_task
+from bot.scheduling import create_task, wait_event
 from bot.store import jobs as job_store
 from bot.store import leases as store
 from bot.store import wakeups
@@ -231,8 +230,7 @@ class Leases:
         interval = self.seconds / 3
         next_beat = loop.time() + interval
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), max(0.0, next_beat - loop.time()))
+            await wait_event(self._woken, next_beat - loop.time())
             try:
                 if self._woken.is_set():
                     self._woken.clear()
