@@ -38,16 +38,13 @@ from bot.providers.base import (
 )
 from bot.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
+    HostedApi,
     TolerantModel,
-    URLGuard,
     find_url,
     finite_number,
-    host_of,
     json_object,
     parse_answer,
     path_segment,
-    send,
-    stream_to_file,
 )
 
 log = logging.getLogger(__name__)
@@ -244,18 +241,12 @@ def _number(value: Any) -> float | None:
     return finite_number(value, percent=True)
 
 
-def normalise_base_url(base_url: str) -> str:
-    """The host root: trailing slashes and one trailing `/v1` are removed."""
-    base = base_url.strip().rstrip("/")
-    if base.endswith("/v1"):
-        base = base[: -len("/v1")]
-    return base
-
-
-class ByteComputeProvider:
+class ByteComputeProvider(HostedApi):
     """ByteCompute's hosted LTX-2.3 (`name = "bytecompute"`)."""
 
     name = "bytecompute"
+    label = LABEL
+    versions = ("/v1",)
     limits = LIMITS
 
     def __init__(
@@ -267,24 +258,13 @@ class ByteComputeProvider:
         trusted_hosts: tuple[str, ...] = (),
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     ) -> None:
-        self._client = client
-        self._key = api_key
-        self._base = normalise_base_url(base_url)
-        self._guard = URLGuard([host_of(self._base), *trusted_hosts])
-        self._max_download_bytes = max_download_bytes
-
-    def __repr__(self) -> str:
-        return f"ByteComputeProvider(base_url={self._base!r})"
-
-    @property
-    def base_url(self) -> str:
-        return self._base
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
-
-    def _url(self, path: str) -> str:
-        return f"{self._base}{path}"
+        super().__init__(
+            client,
+            api_key=api_key,
+            base_url=base_url,
+            trusted_hosts=trusted_hosts,
+            max_download_bytes=max_download_bytes,
+        )
 
     def negotiate(self, request: VideoRequest) -> NegotiatedRequest:
         return negotiate(
@@ -313,16 +293,7 @@ class ByteComputeProvider:
 
     async def submit(self, request: NegotiatedRequest) -> ProviderJob:
         parts = await self.build_form(request)
-        response = await send(
-            self._client,
-            "POST",
-            self._url("/v1/generate"),
-            label=LABEL,
-            secrets=[self._key],
-            headers=self._headers(),
-            files=parts,
-            submit=True,
-        )
+        response = await self._call("POST", "/v1/generate", files=parts, submit=True)
         answer = parse_answer(JobAnswer, json_object(response, label=LABEL), label=LABEL)
         job_id = answer.job_key()
         if job_id is None:
@@ -342,14 +313,7 @@ class ByteComputeProvider:
     # ----- status / download ----------------------------------------------------------
 
     async def status(self, job: ProviderJob) -> JobStatus:
-        response = await send(
-            self._client,
-            "POST",
-            self._url(f"/v1/jobs/{path_segment(job.job_id)}"),
-            label=LABEL,
-            secrets=[self._key],
-            headers=self._headers(),
-        )
+        response = await self._call("POST", f"/v1/jobs/{path_segment(job.job_id)}")
         answer = parse_answer(JobAnswer, json_object(response, label=LABEL), label=LABEL)
         state = parse_state(answer.state_word())
         failure = answer.failure() if state in (JobState.FAILED, JobState.CANCELLED) else None
@@ -367,16 +331,11 @@ class ByteComputeProvider:
         )
 
     async def download(self, job: ProviderJob, dest: Path) -> None:
-        await stream_to_file(
-            self._client,
+        await self._fetch(
             self._url(f"/v1/jobs/{path_segment(job.job_id)}/download"),
             dest,
-            label=LABEL,
-            guard=self._guard,
-            secrets=[self._key],
             method="POST",
-            headers={"Authorization": f"Bearer {self._key}"},
-            max_bytes=self._max_download_bytes,
+            headers={"Authorization": f"Bearer {self._key}"},  # its own host only
             follow_json_url=True,
         )
 
@@ -388,14 +347,7 @@ class ByteComputeProvider:
         404 means the key was accepted (and the job unknown); 401/403 mean it was not.
         """
         try:
-            await send(
-                self._client,
-                "POST",
-                self._url("/v1/jobs/00000000-0000-0000-0000-000000000000"),
-                label=LABEL,
-                secrets=[self._key],
-                headers=self._headers(),
-            )
+            await self._call("POST", "/v1/jobs/00000000-0000-0000-0000-000000000000")
         except JobNotFoundError:
             return CheckResult(provider=self.name, ok=True, detail=f"key accepted by {self._base}")
         except AuthenticationError as exc:
@@ -406,6 +358,3 @@ class ByteComputeProvider:
 
     async def cancel(self, job: ProviderJob) -> bool:
         return False  # ByteCompute has no cancel endpoint
-
-    async def aclose(self) -> None:
-        return None  # the shared client belongs to the bot

@@ -238,3 +238,26 @@ async def test_transport_errors(exc: Exception, submit: bool, error: type[Except
             )
     assert type(info.value) is error
     assert SECRET not in str(info.value)
+
+
+async def test_each_hosted_provider_keeps_its_host_root_and_never_shows_its_key() -> None:
+    from bot.providers.bytecompute import ByteComputeProvider
+    from bot.providers.leonardo import LeonardoProvider
+    from bot.providers.ltx import LtxProvider
+
+    async with httpx.AsyncClient() as client:
+        bc = ByteComputeProvider(client, api_key="sk-bc", base_url=" https://bc.example/v1/ ")
+        bc_v2 = ByteComputeProvider(client, api_key="sk-bc", base_url="https://bc.example/v2")
+        leo = LeonardoProvider(
+            client, api_key="sk-leo", base_url="https://cloud.leonardo.ai/api/rest/v2"
+        )
+        ltx = LtxProvider(client, api_key="sk-ltx", base_url="https://api.ltx.video/v1")
+    assert bc.base_url == "https://bc.example"
+    assert bc_v2.base_url == "https://bc.example/v2"  # ByteCompute has no /v2 to strip
+    assert leo.base_url == "https://cloud.leonardo.ai/api/rest"
+    assert ltx.base_url == "https://api.ltx.video"
+    assert repr(bc) == "ByteComputeProvider(base_url='https://bc.example')"
+    assert repr(ltx) == "LtxProvider(base_url='https://api.ltx.video', model='ltx-2-3-fast')"
+    for provider, key in ((bc, "sk-bc"), (leo, "sk-leo"), (ltx, "sk-ltx")):
+        assert key not in repr(provider)
+        assert provider._headers()["Authorization"] == f"Bearer {key}"

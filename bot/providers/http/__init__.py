@@ -5,7 +5,8 @@
   (error envelopes, `Retry-After`, `scrub()` of secrets), `DownloadError`, `UnsafeURLError`;
 - `answers`: `TolerantModel` and lenient readers of answer bodies;
 - `urlguard`: `URLGuard` and the URLs built from what a provider sends;
-- `download`: `stream_to_file()`, the capped, guarded download.
+- `download`: `stream_to_file()`, the capped, guarded download;
+- `hosted`: `HostedApi`, the base of the hosted providers' clients (key, base URL, guard).
 """
 
 from bot.providers.http.answers import TolerantModel, find_url, finite_number, parse_answer
@@ -17,12 +18,14 @@ from bot.providers.http.errors import (
     parse_retry_after,
     raise_for_status,
 )
+from bot.providers.http.hosted import HostedApi, normalise_base_url
 from bot.providers.http.request import json_object, send
 from bot.providers.http.urlguard import URLGuard, host_of, path_segment
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DownloadError",
+    "HostedApi",
     "TolerantModel",
     "URLGuard",
     "UnsafeURLError",
@@ -31,6 +34,7 @@ __all__ = [
     "finite_number",
     "host_of",
     "json_object",
+    "normalise_base_url",
     "parse_answer",
     "parse_retry_after",
     "path_segment",

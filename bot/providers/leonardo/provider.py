@@ -45,7 +45,6 @@ from bot.providers.base import (
     JobState,
     JobStatus,
     NegotiatedRequest,
-    NotReadyError,
     ProviderError,
     ProviderJob,
     TransientError,
@@ -53,14 +52,11 @@ from bot.providers.base import (
 )
 from bot.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
-    URLGuard,
+    HostedApi,
     finite_number,
-    host_of,
     json_object,
     parse_answer,
     path_segment,
-    send,
-    stream_to_file,
 )
 from bot.providers.leonardo.limits import MODELS, limits_for
 from bot.providers.leonardo.wire import (
@@ -86,19 +82,11 @@ LABEL = "Leonardo"
 _SEED = re.compile(r"\bseed\b")
 
 
-def normalise_base_url(base_url: str) -> str:
-    """`…/api/rest`: trailing slashes and a trailing `/v1` or `/v2` are removed."""
-    base = base_url.strip().rstrip("/")
-    for suffix in ("/v1", "/v2"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    return base
-
-
-class LeonardoProvider:
-    """Leonardo.AI's hosted LTX-2.3 (`name = "leonardo"`)."""
+class LeonardoProvider(HostedApi):
+    """Leonardo.AI's hosted LTX-2.3 (`name = "leonardo"`; base URL `…/api/rest`)."""
 
     name = "leonardo"
+    label = LABEL
 
     def __init__(
         self,
@@ -113,40 +101,25 @@ class LeonardoProvider:
         missing_grace_seconds: float = 300.0,
         url_grace_seconds: float = 120.0,
     ) -> None:
+        super().__init__(
+            client,
+            api_key=api_key,
+            base_url=base_url,
+            trusted_hosts=trusted_hosts,
+            max_download_bytes=max_download_bytes,
+        )
         self.limits = limits_for(model)
         self.model = model
-        self._client = client
-        self._key = api_key
-        self._base = normalise_base_url(base_url)
         self._rates = rates
-        self._guard = URLGuard([host_of(self._base), *trusted_hosts])
-        self._max_download_bytes = max_download_bytes
         self._missing_grace = missing_grace_seconds
         self._url_grace = url_grace_seconds
         self._audio_field = AUDIO_FIELDS[0]
         self._first_seen: dict[str, float] = {}  # job id -> monotonic time (no persisted time)
         self._complete_without_url: dict[str, float] = {}
-        self._result_urls: dict[str, str] = {}
-
-    def __repr__(self) -> str:
-        return f"LeonardoProvider(base_url={self._base!r}, model={self.model!r})"
-
-    @property
-    def base_url(self) -> str:
-        return self._base
 
     @property
     def audio_field(self) -> str:
         return self._audio_field
-
-    def _headers(self) -> dict[str, str]:
-        return {
-            "Authorization": f"Bearer {self._key}",
-            "Accept": "application/json",
-        }
-
-    def _url(self, path: str) -> str:
-        return f"{self._base}{path}"
 
     def price_per_second(self, width: int, height: int, model: str | None = None) -> float:
         return leonardo_price_per_second(
@@ -162,15 +135,7 @@ class LeonardoProvider:
 
     async def request_init_image(self, extension: str) -> InitImageUpload:
         """Step 1 of an upload: ask for a presigned POST for a file of this extension."""
-        response = await send(
-            self._client,
-            "POST",
-            self._url("/v1/init-image"),
-            label=LABEL,
-            secrets=[self._key],
-            headers=self._headers(),
-            json_body={"extension": extension},
-        )
+        response = await self._call("POST", "/v1/init-image", json_body={"extension": extension})
         answer = parse_answer(InitImageAnswer, json_object(response, label=LABEL), label=LABEL)
         upload = answer.uploadInitImage
         if upload is None:
@@ -279,16 +244,7 @@ class LeonardoProvider:
                 include_seed=include_seed,
             )
             try:
-                response = await send(
-                    self._client,
-                    "POST",
-                    self._url("/v2/generations"),
-                    label=LABEL,
-                    secrets=[self._key],
-                    headers=self._headers(),
-                    json_body=body,
-                    submit=True,
-                )
+                response = await self._call("POST", "/v2/generations", json_body=body, submit=True)
                 break
             except InvalidRequestError as exc:
                 text = exc.message.lower()
@@ -347,14 +303,7 @@ class LeonardoProvider:
         return time.monotonic() - first
 
     async def status(self, job: ProviderJob) -> JobStatus:
-        response = await send(
-            self._client,
-            "GET",
-            self._url(f"/v1/generations/{path_segment(job.job_id)}"),
-            label=LABEL,
-            secrets=[self._key],
-            headers=self._headers(),
-        )
+        response = await self._call("GET", f"/v1/generations/{path_segment(job.job_id)}")
         answer = parse_answer(GenerationAnswer, json_object(response, label=LABEL), label=LABEL)
         generation = answer.generations_by_pk
         if generation is None:
@@ -396,36 +345,14 @@ class LeonardoProvider:
         self._result_urls.pop(job_id, None)
 
     async def download(self, job: ProviderJob, dest: Path) -> None:
-        url = self._result_urls.get(job.job_id)
-        if url is None:
-            current = await self.status(job)
-            if current.state is not JobState.COMPLETED or current.result_url is None:
-                raise NotReadyError(f"{LABEL}: generation {job.job_id} is not finished")
-            url = current.result_url
-        # The CDN needs no credentials: the API key is never sent there.
-        await stream_to_file(
-            self._client,
-            url,
-            dest,
-            label=LABEL,
-            guard=self._guard,
-            secrets=[self._key],
-            max_bytes=self._max_download_bytes,
-        )
+        await self._download_result(job, dest, noun="generation")  # from the CDN
         self._forget(job.job_id)
 
     # ----- account --------------------------------------------------------------------
 
     async def check(self) -> CheckResult:
         try:
-            response = await send(
-                self._client,
-                "GET",
-                self._url("/v1/me"),
-                label=LABEL,
-                secrets=[self._key],
-                headers=self._headers(),
-            )
+            response = await self._call("GET", "/v1/me")
             answer = parse_answer(MeAnswer, json_object(response, label=LABEL), label=LABEL)
         except ProviderError as exc:
             return CheckResult(provider=self.name, ok=False, detail=exc.message)
@@ -452,6 +379,3 @@ class LeonardoProvider:
 
     async def cancel(self, job: ProviderJob) -> bool:
         return False  # no cancel endpoint; see the module docstring
-
-    async def aclose(self) -> None:
-        return None  # the shared client belongs to the bot

@@ -34,7 +34,6 @@ from bot.providers.base import (
     JobState,
     JobStatus,
     NegotiatedRequest,
-    NotReadyError,
     Operation,
     ProviderError,
     ProviderJob,
@@ -43,13 +42,10 @@ from bot.providers.base import (
 )
 from bot.providers.http import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
-    URLGuard,
-    host_of,
+    HostedApi,
     json_object,
     parse_answer,
     path_segment,
-    send,
-    stream_to_file,
 )
 from bot.providers.ltx.edits import fit_long_clip, negotiate_edit, negotiate_soundtrack
 from bot.providers.ltx.limits import MODELS, limits_for
@@ -84,15 +80,6 @@ _ENDPOINTS: dict[Operation, Endpoint] = {
 }
 
 
-def normalise_base_url(base_url: str) -> str:
-    """The host root: trailing slashes and one trailing `/v1` or `/v2` are removed."""
-    base = base_url.strip().rstrip("/")
-    for suffix in ("/v1", "/v2"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    return base
-
-
 def endpoint_for(request: NegotiatedRequest) -> Endpoint:
     if request.operation is not Operation.GENERATE:
         return _ENDPOINTS[request.operation]
@@ -101,10 +88,11 @@ def endpoint_for(request: NegotiatedRequest) -> Endpoint:
     return "text-to-video"
 
 
-class LtxProvider:
+class LtxProvider(HostedApi):
     """The LTX API (`name = "ltx"`)."""
 
     name = "ltx"
+    label = LABEL
 
     def __init__(
         self,
@@ -117,39 +105,16 @@ class LtxProvider:
         trusted_hosts: tuple[str, ...] = (),
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     ) -> None:
+        super().__init__(
+            client,
+            api_key=api_key,
+            base_url=base_url,
+            trusted_hosts=trusted_hosts,
+            max_download_bytes=max_download_bytes,
+        )
         self.limits = limits_for(model)
         self.model = model
-        self._client = client
-        self._key = api_key
-        self._base = normalise_base_url(base_url)
         self._rates = rates
-        self._guard = URLGuard([host_of(self._base), *trusted_hosts])
-        self._max_download_bytes = max_download_bytes
-        self._result_urls: dict[str, str] = {}
-
-    def __repr__(self) -> str:
-        return f"LtxProvider(base_url={self._base!r}, model={self.model!r})"
-
-    @property
-    def base_url(self) -> str:
-        return self._base
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
-
-    def _url(self, path: str) -> str:
-        return f"{self._base}{path}"
-
-    async def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return await send(
-            self._client,
-            method,
-            self._url(path),
-            label=LABEL,
-            secrets=[self._key],
-            headers=self._headers(),
-            **kw,
-        )
 
     # ----- negotiation ----------------------------------------------------------------
 
@@ -315,23 +280,7 @@ class LtxProvider:
         return JobStatus(state=state)
 
     async def download(self, job: ProviderJob, dest: Path) -> None:
-        url = self._result_urls.get(job.job_id)
-        if url is None:
-            current = await self.status(job)
-            if current.state is not JobState.COMPLETED or current.result_url is None:
-                raise NotReadyError(f"{LABEL}: job {job.job_id} is not finished")
-            url = current.result_url
-        # A signed storage URL: no credentials go there.
-        await stream_to_file(
-            self._client,
-            url,
-            dest,
-            label=LABEL,
-            guard=self._guard,
-            secrets=[self._key],
-            max_bytes=self._max_download_bytes,
-        )
-        self._result_urls.pop(job.job_id, None)
+        await self._download_result(job, dest, noun="job")  # a signed storage URL
 
     # ----- account --------------------------------------------------------------------
 
@@ -347,6 +296,3 @@ class LtxProvider:
 
     async def cancel(self, job: ProviderJob) -> bool:
         return False  # the LTX API has no cancel endpoint
-
-    async def aclose(self) -> None:
-        return None  # the shared client belongs to the bot
