@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import BaseModel
 
 from bot.negotiation import negotiate
@@ -37,7 +36,6 @@ from bot.providers.base import (
     VideoRequest,
 )
 from bot.providers.http import (
-    DEFAULT_MAX_DOWNLOAD_BYTES,
     HostedApi,
     TolerantModel,
     find_url,
@@ -248,23 +246,6 @@ class ByteComputeProvider(HostedApi):
     label = LABEL
     versions = ("/v1",)
     limits = LIMITS
-
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        api_key: str,
-        base_url: str,
-        trusted_hosts: tuple[str, ...] = (),
-        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
-    ) -> None:
-        super().__init__(
-            client,
-            api_key=api_key,
-            base_url=base_url,
-            trusted_hosts=trusted_hosts,
-            max_download_bytes=max_download_bytes,
-        )
 
     def negotiate(self, request: VideoRequest) -> NegotiatedRequest:
         return negotiate(
