@@ -21,6 +21,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot import limits
 from bot.limits import Bound
 
+
+def default_instance_name() -> str:
+    """A process's name when INSTANCE_NAME is not set: host and pid, unique on one host."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 ProviderName = Literal["bytecompute", "leonardo", "ltx", "simulator"]
 
 DISCORD_API_DEFAULT = "https://discord.com/api/v10"
@@ -271,7 +277,7 @@ class Settings(BaseSettings):
     @property
     def instance(self) -> str:
         """This process's name in logs, job leases and `check` (INSTANCE_NAME or host-pid)."""
-        return self.instance_name or f"{socket.gethostname()}-{os.getpid()}"
+        return self.instance_name or default_instance_name()
 
     @property
     def shards(self) -> list[int] | None:

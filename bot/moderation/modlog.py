@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from bot.config import default_instance_name
 from bot.db import Database, utcnow
 from bot.errors import PermanentPostError
 from bot.media.errors import MediaError
@@ -125,7 +124,7 @@ class ModLog:
         lease_seconds: float | None = None,
     ) -> None:
         self.db = db
-        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
+        self.owner = owner or default_instance_name()
         self.lease_seconds = lease_seconds or post_timeout * 2 + 10
         self.poster = poster
         self.frames = frames

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 from pydantic import BaseModel, Field
 
-from bot.config import Settings
+from bot.config import Settings, default_instance_name
 from bot.providers.base import Provider
 
 
@@ -85,7 +82,7 @@ class TrackerSettings(BaseModel):
     max_job_age_seconds: float = Field(default=86_400.0, gt=0)
     # Several processes (`leases`): this one's name (INSTANCE_NAME), its shards (for
     # `check`), and how long it holds a job without a heartbeat (LEASE_SECONDS).
-    instance_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    instance_name: str = Field(default_factory=default_instance_name)
     instance_shards: str | None = None
     lease_seconds: float = Field(default=20.0, gt=0)
     # How often the processes re-split each provider's budget between them (`shares`).
