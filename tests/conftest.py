@@ -4,7 +4,8 @@ import pytest
 
 # Fixtures from the fakes, available to every test: `fake_discord` (a started FakeDiscord).
 # `db` (SQLite, or both backends in modules marked `both_backends`): tests/backends.py.
-pytest_plugins = ("tests.fakes.discord_server", "tests.backends")
+# A test that hangs prints its asyncio tasks before pytest-timeout ends the run: tests/timeouts.py.
+pytest_plugins = ("tests.fakes.discord_server", "tests.backends", "tests.timeouts")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
