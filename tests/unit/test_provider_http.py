@@ -252,10 +252,12 @@ async def test_each_hosted_provider_keeps_its_host_root_and_never_shows_its_key(
             client, api_key="sk-leo", base_url="https://cloud.leonardo.ai/api/rest/v2"
         )
         ltx = LtxProvider(client, api_key="sk-ltx", base_url="https://api.ltx.video/v1")
+        ltx_both = LtxProvider(client, api_key="sk-ltx", base_url="https://api.ltx.video/v2/v1")
     assert bc.base_url == "https://bc.example"
     assert bc_v2.base_url == "https://bc.example/v2"  # ByteCompute has no /v2 to strip
     assert leo.base_url == "https://cloud.leonardo.ai/api/rest"
     assert ltx.base_url == "https://api.ltx.video"
+    assert ltx_both.base_url == "https://api.ltx.video"  # /v1, then /v2, as before the base
     assert repr(bc) == "ByteComputeProvider(base_url='https://bc.example')"
     assert repr(ltx) == "LtxProvider(base_url='https://api.ltx.video', model='ltx-2-3-fast')"
     for provider, key in ((bc, "sk-bc"), (leo, "sk-leo"), (ltx, "sk-ltx")):

@@ -18,7 +18,7 @@ from bot.providers.http.errors import (
     parse_retry_after,
     raise_for_status,
 )
-from bot.providers.http.hosted import HostedApi, normalise_base_url
+from bot.providers.http.hosted import HostedApi
 from bot.providers.http.request import json_object, send
 from bot.providers.http.urlguard import URLGuard, host_of, path_segment
 
@@ -34,7 +34,6 @@ __all__ = [
     "finite_number",
     "host_of",
     "json_object",
-    "normalise_base_url",
     "parse_answer",
     "parse_retry_after",
     "path_segment",

@@ -21,11 +21,12 @@ from bot.providers.http.urlguard import URLGuard, host_of
 
 
 def normalise_base_url(base_url: str, versions: tuple[str, ...] = ("/v1", "/v2")) -> str:
-    """The host root: trailing slashes and one trailing version path are removed."""
+    """The host root: trailing slashes, then each of `versions` in turn when it ends the URL,
+    are removed."""
     base = base_url.strip().rstrip("/")
     for suffix in versions:
         if base.endswith(suffix):
-            return base[: -len(suffix)]
+            base = base[: -len(suffix)]
     return base
 
 
@@ -34,6 +35,7 @@ class HostedApi:
 
     label: ClassVar[str]  # the provider's name in messages, e.g. "LTX"
     versions: ClassVar[tuple[str, ...]] = ("/v1", "/v2")  # stripped from a given base URL
+    model: str | None = None  # the model a client is set to, if it has a choice
 
     def __init__(
         self,
@@ -52,8 +54,7 @@ class HostedApi:
         self._result_urls: dict[str, str] = {}
 
     def __repr__(self) -> str:  # never the key
-        model = getattr(self, "model", None)
-        shown = f", model={model!r}" if model is not None else ""
+        shown = f", model={self.model!r}" if self.model is not None else ""
         return f"{type(self).__name__}(base_url={self._base!r}{shown})"
 
     @property

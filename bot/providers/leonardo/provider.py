@@ -87,6 +87,7 @@ class LeonardoProvider(HostedApi):
 
     name = "leonardo"
     label = LABEL
+    model: str
 
     def __init__(
         self,

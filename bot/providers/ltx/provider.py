@@ -93,6 +93,7 @@ class LtxProvider(HostedApi):
 
     name = "ltx"
     label = LABEL
+    model: str
 
     def __init__(
         self,
